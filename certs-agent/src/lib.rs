@@ -1,0 +1,2 @@
+//! certs-agent library.
+#![forbid(unsafe_code)]
