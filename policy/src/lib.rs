@@ -3,7 +3,7 @@
 //! - [`spiffe_id`]: the SPIFFE ID syntax of SPEC §4 ([`SpiffeId`], [`TrustDomain`]).
 //! - [`svid`]: X.509-SVID validation: chain to the trust bundle plus the SPIFFE leaf rules.
 //! - [`pattern`]: allowlist patterns (`*` and `**` as a whole last segment).
-//! - [`file`]: the policy file model (SPEC §5), parsed with line:column errors.
+//! - [`mod@file`]: the policy file model (SPEC §5), parsed with line:column errors.
 //! - [`decide`]: the compiled [`Policy`] and its decision function.
 #![forbid(unsafe_code)]
 
@@ -17,4 +17,4 @@ pub use decide::{Decision, Policy, Verdict};
 pub use file::{LoadError, Mode, OnRevoke};
 pub use pattern::{Pattern, PatternError};
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
-pub use svid::{Role, SvidError, SvidErrorKind, TrustBundle};
+pub use svid::{BundleError, LeafDetails, Role, SvidError, SvidErrorKind, SvidRule, TrustBundle};

@@ -5,8 +5,15 @@
 //!
 //! Only the SPIFFE ID returned here may be used for policy, metrics and logs: never a DNS SAN or the subject.
 
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+mod details;
+mod leaf;
 
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime, pem::PemObject};
+use webpki::{EndEntityCert, KeyUsage};
+use x509_parser::extensions::GeneralName;
+
+pub use self::details::{KeyUsageDetails, LeafDetails, leaf_details};
+use self::leaf::Leaf;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
 /// The role a certificate is used in, which decides the extended key usage it needs.
@@ -59,7 +66,10 @@ pub enum SvidError {
     #[error("not a valid X.509-SVID: {0}")]
     Rule(SvidRule),
     #[error("trust domain {found} has no trust bundle here (trusted: {trusted})")]
-    ForeignTrustDomain { found: TrustDomain, trusted: TrustDomain },
+    ForeignTrustDomain {
+        found: TrustDomain,
+        trusted: TrustDomain,
+    },
     #[error("chain does not verify to a trusted root: {0}")]
     Untrusted(String),
     #[error("certificate expired at {not_after} (unix seconds; now {now})")]
@@ -86,7 +96,9 @@ pub enum BundleError {
     Pem(String),
     #[error("root #{index} cannot be a trust anchor: {reason}")]
     BadRoot { index: usize, reason: String },
-    #[error("root #{index} carries URI name constraints, which rustls-webpki rejects in every chain")]
+    #[error(
+        "root #{index} carries URI name constraints, which rustls-webpki rejects in every chain"
+    )]
     UriNameConstraints { index: usize },
 }
 
@@ -94,7 +106,9 @@ impl SvidError {
     pub fn kind(&self) -> SvidErrorKind {
         match self {
             SvidError::Malformed(_) | SvidError::Rule(_) => SvidErrorKind::BadSvid,
-            SvidError::ForeignTrustDomain { .. } | SvidError::Untrusted(_) => SvidErrorKind::Untrusted,
+            SvidError::ForeignTrustDomain { .. } | SvidError::Untrusted(_) => {
+                SvidErrorKind::Untrusted
+            }
             SvidError::Expired { .. } => SvidErrorKind::Expired,
             SvidError::NotYetValid { .. } => SvidErrorKind::NotYetValid,
         }
@@ -103,15 +117,39 @@ impl SvidError {
 
 impl TrustBundle {
     /// Builds a bundle from DER roots (each becomes a trust anchor).
-    pub fn new(trust_domain: TrustDomain, roots: Vec<CertificateDer<'static>>) -> Result<Self, BundleError> {
-        let _ = (trust_domain, roots);
-        todo!("policy helper")
+    ///
+    /// Refuses an empty bundle (it would reject every peer, which is never what a file meant) and a root with
+    /// URI name constraints (rustls-webpki rejects every chain under it, so failing here names the cause).
+    pub fn new(
+        trust_domain: TrustDomain,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, BundleError> {
+        if roots.is_empty() {
+            return Err(BundleError::Empty);
+        }
+        let mut anchors = Vec::with_capacity(roots.len());
+        for (index, root) in roots.iter().enumerate() {
+            let bad_root = |reason: String| BundleError::BadRoot { index, reason };
+            if has_uri_name_constraints(root).map_err(bad_root)? {
+                return Err(BundleError::UriNameConstraints { index });
+            }
+            let anchor =
+                webpki::anchor_from_trusted_cert(root).map_err(|e| bad_root(format!("{e:?}")))?;
+            anchors.push(anchor.to_owned());
+        }
+        Ok(TrustBundle {
+            trust_domain,
+            roots,
+            anchors,
+        })
     }
 
     /// Builds a bundle from concatenated PEM certificates (non-certificate PEM sections are ignored).
     pub fn from_pem(trust_domain: TrustDomain, pem: &[u8]) -> Result<Self, BundleError> {
-        let _ = (trust_domain, pem);
-        todo!("policy helper")
+        let roots = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BundleError::Pem(e.to_string()))?;
+        Self::new(trust_domain, roots)
     }
 
     pub fn trust_domain(&self) -> &TrustDomain {
@@ -127,6 +165,10 @@ impl TrustBundle {
     }
 
     /// Verifies `leaf` (with `intermediates`) as an X.509-SVID for `role` at `now` and returns its SPIFFE ID.
+    ///
+    /// Order: the SPIFFE ID first (cheap, and it picks the trust domain, so a foreign peer costs no signature
+    /// checks), then the chain with rustls-webpki against this bundle's roots only, then the leaf rules webpki
+    /// does not check.
     pub fn verify(
         &self,
         leaf: &CertificateDer<'_>,
@@ -134,21 +176,120 @@ impl TrustBundle {
         now: UnixTime,
         role: Role,
     ) -> Result<SpiffeId, SvidError> {
-        let _ = (leaf, intermediates, now, role);
-        todo!("policy helper")
+        let parsed = Leaf::parse(leaf.as_ref())?;
+        let id = parsed.spiffe_id()?;
+        if id.trust_domain_str() != self.trust_domain.as_str() {
+            return Err(SvidError::ForeignTrustDomain {
+                found: id.trust_domain(),
+                trusted: self.trust_domain.clone(),
+            });
+        }
+        let end_entity =
+            EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(webpki_reason(&e)))?;
+        let usage = match role {
+            Role::Client => KeyUsage::client_auth(),
+            Role::Server => KeyUsage::server_auth(),
+        };
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                intermediates,
+                now,
+                usage,
+                None,
+                None,
+            )
+            .map_err(|e| chain_error(e, role))?;
+        if let Some(rule) = parsed.rule_violations(false)?.into_iter().next() {
+            return Err(SvidError::Rule(rule));
+        }
+        Ok(id)
+    }
+}
+
+/// Whether `root` carries a URI-type name constraint (permitted or excluded).
+fn has_uri_name_constraints(root: &CertificateDer<'_>) -> Result<bool, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(root.as_ref()).map_err(|e| e.to_string())?;
+    let Some(constraints) = cert.name_constraints().map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    let subtrees = [
+        &constraints.value.permitted_subtrees,
+        &constraints.value.excluded_subtrees,
+    ];
+    Ok(subtrees
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|subtree| matches!(subtree.base, GeneralName::URI(_))))
+}
+
+/// Maps a webpki chain verification error to ours: validity and the leaf rules webpki happens to check get
+/// their specific variants (they have their own metric reasons); the rest is "untrusted".
+#[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but still a variant webpki may return.
+fn chain_error(err: webpki::Error, role: Role) -> SvidError {
+    match err {
+        webpki::Error::CertExpired { time, not_after } => SvidError::Expired {
+            not_after: not_after.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::CertNotValidYet { time, not_before } => SvidError::NotYetValid {
+            not_before: not_before.as_secs(),
+            now: time.as_secs(),
+        },
+        webpki::Error::CaUsedAsEndEntity => SvidError::Rule(SvidRule::IsCa),
+        webpki::Error::RequiredEkuNotFound
+        | webpki::Error::RequiredEkuNotFoundContext(_)
+        | webpki::Error::EmptyEkuExtension => SvidError::Rule(SvidRule::MissingEku { role }),
+        other => SvidError::Untrusted(webpki_reason(&other)),
+    }
+}
+
+/// A readable reason for a webpki error (its Display is its Debug).
+fn webpki_reason(err: &webpki::Error) -> String {
+    match err {
+        webpki::Error::UnknownIssuer => {
+            "no chain to a root of the trust bundle (unknown issuer)".into()
+        }
+        webpki::Error::InvalidSignatureForPublicKey => {
+            "a signature in the chain does not verify".into()
+        }
+        webpki::Error::NameConstraintViolation => {
+            "name constraints violated (rustls-webpki rejects any URI name constraint)".into()
+        }
+        webpki::Error::BadDer => "certificate DER does not parse".into(),
+        other => format!("{other:?}"),
     }
 }
 
 /// The SPIFFE ID of an already verified leaf (exactly one URI SAN, valid, with a path). Cheap enough for the
 /// per-connection path after a handshake whose verifier already ran [`TrustBundle::verify`].
 pub fn spiffe_id_of_leaf(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
-    let _ = leaf;
-    todo!("policy helper")
+    Leaf::parse(leaf.as_ref())?.spiffe_id()
 }
 
 /// Every SPIFFE leaf rule `leaf` breaks (empty when compliant), for `certs-agent inspect`; `role` None checks
 /// that EKU, when present, has both serverAuth and clientAuth.
-pub fn leaf_rule_violations(leaf: &CertificateDer<'_>, role: Option<Role>) -> Result<Vec<SvidRule>, SvidError> {
-    let _ = (leaf, role);
-    todo!("policy helper")
+///
+/// Covers the URI SAN rules (at most one of them: a leaf without a usable ID has no further ID rules), the CA
+/// flag, key usage, and extended key usage. Chain and validity need a bundle and a time: that is
+/// [`TrustBundle::verify`].
+pub fn leaf_rule_violations(
+    leaf: &CertificateDer<'_>,
+    role: Option<Role>,
+) -> Result<Vec<SvidRule>, SvidError> {
+    let parsed = Leaf::parse(leaf.as_ref())?;
+    let mut found = Vec::new();
+    if let Err(rule) = leaf::spiffe_id_of(&parsed.uri_sans()?) {
+        found.push(rule);
+    }
+    found.extend(parsed.rule_violations(true)?);
+    let roles: &[Role] = match &role {
+        Some(role) => std::slice::from_ref(role),
+        None => &[Role::Server, Role::Client],
+    };
+    found.extend(parsed.missing_eku(roles)?);
+    Ok(found)
 }

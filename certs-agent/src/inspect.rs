@@ -1,0 +1,449 @@
+//! `certs-agent inspect`: what a certificate says and whether it is a valid X.509-SVID (and why not).
+//!
+//! The SPIFFE leaf rules and the chain check come from the `policy` crate, so inspect judges exactly as the
+//! sidecar does; on top, it reports what the X509-SVID spec requires but a peer does not enforce (key usage
+//! marked critical) and the validity period.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use policy::{
+    Role, SpiffeId, TrustBundle,
+    svid::{self, SvidError, SvidRule},
+};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::{
+    cert_facts::{self, CertFacts},
+    files::{self, FsError},
+    pem, publish,
+    ttl::human,
+    validity::{self, rfc3339},
+};
+
+/// Why inspect could not judge at all (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{}: {reason}", path.display())]
+    Pem {
+        path: PathBuf,
+        reason: pem::PemError,
+    },
+    #[error("{}: the first certificate does not parse: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    #[error("trust bundle {}: {reason}", path.display())]
+    Bundle { path: PathBuf, reason: String },
+}
+
+/// One broken rule: the certificate field concerned and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: &'static str,
+    pub rule: String,
+}
+
+/// How the chain check went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Verified for both serverAuth and clientAuth against the bundle.
+    Verified { bundle: PathBuf, roots: usize },
+    /// Checked; the failures are among the violations.
+    Failed { bundle: PathBuf },
+    /// Not checked, and why.
+    Skipped(&'static str),
+}
+
+/// Everything `inspect` prints.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub cert_file: PathBuf,
+    pub facts: CertFacts,
+    /// The leaf's SPIFFE ID, or why it has none.
+    pub spiffe_id: Result<SpiffeId, String>,
+    pub intermediates: usize,
+    pub now: OffsetDateTime,
+    pub chain: ChainCheck,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Inspects `path`: a PEM file (leaf first) or an identity directory (its `svid.pem`, and its
+/// `svid_bundle.pem` when present). `bundle` overrides the bundle.
+pub fn inspect(
+    path: &Path,
+    bundle: Option<&Path>,
+    now: OffsetDateTime,
+) -> Result<Report, InspectError> {
+    let (cert_file, bundle_file) = input_files(path, bundle);
+    let chain = read_chain(&cert_file)?;
+    let (leaf, intermediates) = chain.split_first().ok_or_else(|| InspectError::Pem {
+        path: cert_file.clone(),
+        reason: pem::PemError::NoCertificates,
+    })?;
+    let facts = cert_facts::parse(leaf).map_err(|reason| InspectError::Malformed {
+        path: cert_file.clone(),
+        reason,
+    })?;
+    let spiffe_id = spiffe_id(&facts);
+
+    let mut violations = Violations::default();
+    leaf_rules(leaf, &mut violations);
+    if facts.key_usage.as_ref().is_some_and(|ku| !ku.critical) {
+        violations.push(
+            "keyUsage",
+            "key usage is not marked critical (X509-SVID §4.3 requires it)".into(),
+        );
+    }
+    validity_rules(&facts, now, &mut violations);
+    let chain = match (bundle_file, &spiffe_id) {
+        (None, _) => ChainCheck::Skipped("no trust bundle given"),
+        (Some(_), Err(_)) => {
+            ChainCheck::Skipped("the leaf has no valid SPIFFE ID to pick a trust domain")
+        }
+        (Some(file), Ok(id)) => {
+            let bundle = read_bundle(&file, id)?;
+            match chain_rules(&bundle, leaf, intermediates, now, &mut violations) {
+                ChainOutcome::Verified => ChainCheck::Verified {
+                    bundle: file,
+                    roots: bundle.roots().len(),
+                },
+                ChainOutcome::Failed => ChainCheck::Failed { bundle: file },
+                ChainOutcome::Undetermined(why) => ChainCheck::Skipped(why),
+            }
+        }
+    };
+
+    Ok(Report {
+        cert_file,
+        facts,
+        spiffe_id,
+        intermediates: intermediates.len(),
+        now,
+        chain,
+        violations: violations.list,
+    })
+}
+
+/// The certificate file and the bundle file (if any) that `path` and `--bundle` stand for.
+fn input_files(path: &Path, bundle: Option<&Path>) -> (PathBuf, Option<PathBuf>) {
+    let bundle = bundle.map(Path::to_path_buf);
+    if !path.is_dir() {
+        return (path.to_path_buf(), bundle);
+    }
+    let dir_bundle = path.join(publish::BUNDLE_FILE);
+    let bundle = bundle.or(dir_bundle.exists().then_some(dir_bundle));
+    (path.join(publish::CERT_FILE), bundle)
+}
+
+fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, InspectError> {
+    pem::certificates(&files::read(file)?).map_err(|reason| InspectError::Pem {
+        path: file.to_path_buf(),
+        reason,
+    })
+}
+
+/// The bundle for the leaf's trust domain.
+fn read_bundle(file: &Path, id: &SpiffeId) -> Result<TrustBundle, InspectError> {
+    TrustBundle::from_pem(id.trust_domain(), &files::read(file)?).map_err(|e| {
+        InspectError::Bundle {
+            path: file.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Violations in order, without duplicates (the leaf rules and the chain check can report the same one).
+#[derive(Default)]
+struct Violations {
+    list: Vec<Violation>,
+}
+
+impl Violations {
+    fn push(&mut self, field: &'static str, rule: String) {
+        let v = Violation { field, rule };
+        if !self.list.contains(&v) {
+            self.list.push(v);
+        }
+    }
+}
+
+fn spiffe_id(facts: &CertFacts) -> Result<SpiffeId, String> {
+    match facts.uri_sans.as_slice() {
+        [] => Err("none (no URI SAN)".into()),
+        [uri] => {
+            SpiffeId::parse(uri).map_err(|e| format!("none ({uri:?} is not a SPIFFE ID: {e})"))
+        }
+        many => Err(format!("ambiguous ({} URI SANs)", many.len())),
+    }
+}
+
+/// The SPIFFE leaf rules, as the policy crate states them.
+fn leaf_rules(leaf: &CertificateDer<'_>, out: &mut Violations) {
+    match svid::leaf_rule_violations(leaf, None) {
+        Ok(rules) => rules
+            .iter()
+            .for_each(|r| out.push(rule_field(r), r.to_string())),
+        Err(e) => out.push("certificate", e.to_string()),
+    }
+}
+
+fn validity_rules(facts: &CertFacts, now: OffsetDateTime, out: &mut Violations) {
+    if now < facts.not_before {
+        out.push(
+            "validity",
+            format!("not valid yet: notBefore is {}", rfc3339(facts.not_before)),
+        );
+    }
+    if now > facts.not_after {
+        out.push(
+            "validity",
+            format!("expired: notAfter was {}", rfc3339(facts.not_after)),
+        );
+    }
+}
+
+/// What the chain check established.
+enum ChainOutcome {
+    Verified,
+    Failed,
+    /// The verifier stopped before the chain (a leaf rule or the validity period), so it is unknown.
+    Undetermined(&'static str),
+}
+
+/// Verifies the chain in both roles. Time and leaf-rule failures are already reported by the rules above;
+/// only chain failures are added here.
+fn chain_rules(
+    bundle: &TrustBundle,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: OffsetDateTime,
+    out: &mut Violations,
+) -> ChainOutcome {
+    let mut outcome = ChainOutcome::Verified;
+    for role in [Role::Server, Role::Client] {
+        match bundle.verify(leaf, intermediates, validity::unix_time(now), role) {
+            Ok(_) => {}
+            Err(SvidError::Expired { .. } | SvidError::NotYetValid { .. }) => {
+                if matches!(outcome, ChainOutcome::Verified) {
+                    outcome = ChainOutcome::Undetermined("the leaf is outside its validity period");
+                }
+            }
+            Err(SvidError::Rule(rule)) => {
+                out.push(rule_field(&rule), rule.to_string());
+                if matches!(outcome, ChainOutcome::Verified) {
+                    outcome = ChainOutcome::Undetermined("the leaf breaks the SPIFFE leaf rules");
+                }
+            }
+            Err(e) => {
+                outcome = ChainOutcome::Failed;
+                out.push("chain", e.to_string());
+            }
+        }
+    }
+    outcome
+}
+
+/// The certificate field a leaf rule is about.
+fn rule_field(rule: &SvidRule) -> &'static str {
+    match rule {
+        SvidRule::NoUriSan
+        | SvidRule::MultipleUriSans { .. }
+        | SvidRule::InvalidId { .. }
+        | SvidRule::NoPath { .. } => "subjectAltName",
+        SvidRule::IsCa => "basicConstraints",
+        SvidRule::NoKeyUsage
+        | SvidRule::NoDigitalSignature
+        | SvidRule::KeyCertSign
+        | SvidRule::CrlSign => "keyUsage",
+        SvidRule::MissingEku { .. } => "extendedKeyUsage",
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let facts = &self.facts;
+        let line = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
+            writeln!(f, "{label:<16}{value}")
+        };
+        line(f, "file:", &self.cert_file.display())?;
+        match &self.spiffe_id {
+            Ok(id) => line(f, "SPIFFE ID:", id)?,
+            Err(why) => line(f, "SPIFFE ID:", why)?,
+        }
+        line(f, "subject:", &facts.subject)?;
+        line(f, "issuer:", &facts.issuer)?;
+        line(f, "serial:", &facts.serial)?;
+        line(f, "not before:", &rfc3339(facts.not_before))?;
+        let left = if self.now > facts.not_after {
+            format!(
+                "expired {} ago",
+                human(validity::remaining(facts.not_after, self.now))
+            )
+        } else {
+            format!(
+                "{} left",
+                human(validity::remaining(self.now, facts.not_after))
+            )
+        };
+        line(
+            f,
+            "not after:",
+            &format!("{} ({left})", rfc3339(facts.not_after)),
+        )?;
+        line(f, "key type:", &facts.key_type)?;
+        line(f, "URI SANs:", &list_or_none(&facts.uri_sans))?;
+        line(f, "DNS SANs:", &list_or_none(&facts.dns_sans))?;
+        let ca = match facts.is_ca {
+            Some(ca) => ca.to_string(),
+            None => "(no basic constraints)".into(),
+        };
+        line(f, "CA:", &ca)?;
+        let ku = match &facts.key_usage {
+            Some(ku) => format!(
+                "{}{}",
+                ku.names.join(", "),
+                if ku.critical {
+                    " (critical)"
+                } else {
+                    " (not critical)"
+                }
+            ),
+            None => "(none)".into(),
+        };
+        line(f, "key usage:", &ku)?;
+        let eku = match &facts.ext_key_usage {
+            Some(eku) => format!(
+                "{}{}",
+                eku.names.join(", "),
+                if eku.critical { " (critical)" } else { "" }
+            ),
+            None => "(none)".into(),
+        };
+        line(f, "ext key usage:", &eku)?;
+        line(f, "intermediates:", &self.intermediates)?;
+        let chain = match &self.chain {
+            ChainCheck::Verified { bundle, roots } => {
+                let plural = if *roots == 1 { "" } else { "s" };
+                format!(
+                    "verified for serverAuth and clientAuth against {} ({roots} root{plural})",
+                    bundle.display()
+                )
+            }
+            ChainCheck::Failed { bundle } => {
+                format!("does not verify against {}", bundle.display())
+            }
+            ChainCheck::Skipped(why) => format!("not verified: {why}"),
+        };
+        line(f, "chain:", &chain)?;
+        if self.is_valid() {
+            line(f, "verdict:", &"valid X.509-SVID")
+        } else {
+            line(f, "verdict:", &"NOT a valid X.509-SVID")?;
+            for v in &self.violations {
+                line(f, "violation:", &format!("{}: {}", v.field, v.rule))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ca::Ca, issuer::Issuer};
+    use policy::TrustDomain;
+    use rcgen::{
+        CertificateParams, CustomExtension, ExtendedKeyUsagePurpose, KeyPair, SanType,
+        string::Ia5String,
+    };
+    use std::time::Duration;
+
+    /// A leaf signed by a fresh CA from `params`, written with the CA bundle into `dir`.
+    fn write_leaf(dir: &Path, params: CertificateParams) -> (PathBuf, PathBuf) {
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ca = Ca::init(&dir.join("ca"), &td, Duration::from_secs(3600), now).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&key, &ca.signer().unwrap()).unwrap();
+        let cert = dir.join("leaf.pem");
+        std::fs::write(&cert, leaf.pem()).unwrap();
+        (cert, ca.dir().bundle())
+    }
+
+    fn uri(s: &str) -> SanType {
+        SanType::URI(Ia5String::try_from(s).unwrap())
+    }
+
+    #[test]
+    fn a_good_svid_is_valid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issuer =
+            Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
+        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+        let svid = issuer.issue(&id, Duration::from_secs(3600), now).unwrap();
+        let cert = tmp.path().join("svid.pem");
+        std::fs::write(&cert, &svid.chain_pem).unwrap();
+        let report = inspect(&cert, Some(&issuer.ca().dir().bundle()), now).unwrap();
+        assert!(report.is_valid(), "{report}");
+        assert!(matches!(
+            report.chain,
+            ChainCheck::Verified { roots: 1, .. }
+        ));
+        assert_eq!(report.spiffe_id.unwrap(), id);
+    }
+
+    #[test]
+    fn every_broken_rule_is_listed_with_its_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names =
+            vec![uri("spiffe://example.org/a"), uri("spiffe://example.org/b")];
+        // Key usage written by hand, not critical (rcgen always marks its own critical).
+        let mut ku =
+            CustomExtension::from_oid_content(&[2, 5, 29, 15], vec![0x03, 0x02, 0x07, 0x80]);
+        ku.set_criticality(false);
+        params.custom_extensions = vec![ku];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (cert, bundle) = write_leaf(tmp.path(), params);
+
+        let report = inspect(&cert, Some(&bundle), OffsetDateTime::now_utc()).unwrap();
+        assert!(!report.is_valid());
+        let fields: Vec<&str> = report.violations.iter().map(|v| v.field).collect();
+        assert!(fields.contains(&"subjectAltName"), "{report}");
+        assert!(fields.contains(&"extendedKeyUsage"), "{report}");
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.field == "keyUsage" && v.rule.contains("not marked critical")),
+            "{report}"
+        );
+        assert!(matches!(report.chain, ChainCheck::Skipped(_)), "{report}");
+        let text = report.to_string();
+        assert!(text.contains("NOT a valid X.509-SVID"), "{text}");
+        assert!(text.contains("ambiguous (2 URI SANs)"), "{text}");
+        assert!(text.contains("digitalSignature (not critical)"), "{text}");
+        // One line per violation.
+        assert_eq!(text.matches("violation:").count(), report.violations.len());
+    }
+}

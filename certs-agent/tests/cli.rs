@@ -1,0 +1,337 @@
+//! The built `certs-agent` binary, end to end: exit statuses, files and their modes, error lines.
+// Test helpers outside #[test] functions may unwrap too (clippy's allow-unwrap-in-tests does not reach them).
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use certs_agent::{Ca, Issuer, publish};
+use policy::{SpiffeId, TrustDomain};
+use time::OffsetDateTime;
+
+const ID: &str = "spiffe://example.org/ns/web/sa/frontend";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_certs-agent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn init_ca(dir: &Path) {
+    let out = run(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--dir",
+        path(dir),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn issue(ca: &Path, out_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "issue",
+        "--ca-dir",
+        path(ca),
+        "--id",
+        ID,
+        "--out",
+        path(out_dir),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// The single stderr line of a failed command.
+fn error_line(out: &Output) -> String {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got {err:?}");
+    assert!(lines[0].starts_with("certs-agent: error: "), "{err}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn ca_init_writes_private_files_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    init_ca(&ca);
+    assert_eq!(mode(&ca), 0o700);
+    assert_eq!(mode(&ca.join("ca_key.pem")), 0o600);
+    assert!(ca.join("ca.pem").is_file() && ca.join("bundle.pem").is_file());
+    let key = fs::read(ca.join("ca_key.pem")).unwrap();
+
+    let again = run(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--dir",
+        path(&ca),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    let line = error_line(&again);
+    assert!(
+        line.contains("already exists") && line.contains("ca_key.pem"),
+        "{line}"
+    );
+    assert_eq!(fs::read(ca.join("ca_key.pem")).unwrap(), key);
+}
+
+#[test]
+fn ca_init_rejects_a_bad_trust_domain_and_ttl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "Example.org",
+        "--dir",
+        path(tmp.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_line(&out).contains("lowercase"));
+    let out = run(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--dir",
+        path(tmp.path()),
+        "--ttl",
+        "1y2x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_line(&out).contains("invalid duration"));
+    assert!(!tmp.path().join("ca.pem").exists());
+}
+
+#[test]
+fn issue_publishes_the_atomic_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    init_ca(&ca);
+    let out = issue(&ca, &id, &["--ttl", "30m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(ID));
+
+    assert_eq!(mode(&id), 0o700);
+    let data = fs::read_link(id.join("..data")).unwrap();
+    for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
+        assert_eq!(
+            fs::read_link(id.join(name)).unwrap(),
+            Path::new("..data").join(name)
+        );
+        assert!(id.join(&data).join(name).is_file());
+    }
+    assert_eq!(mode(&id.join("svid_key.pem")), 0o600);
+    assert_eq!(
+        fs::read(id.join("svid_bundle.pem")).unwrap(),
+        fs::read(ca.join("bundle.pem")).unwrap()
+    );
+    assert!(
+        fs::read_to_string(id.join("svid_key.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+
+    // A second issue swaps ..data and removes the first version.
+    let out = issue(&ca, &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data2 = fs::read_link(id.join("..data")).unwrap();
+    assert_ne!(data, data2);
+    assert!(!id.join(&data).exists());
+}
+
+#[test]
+fn issue_refuses_a_ttl_beyond_the_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    let out = run(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--dir",
+        path(&ca),
+        "--ttl",
+        "2h",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = issue(&ca, &id, &["--ttl", "3h"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = error_line(&out);
+    assert!(
+        line.contains("would outlive the CA") && line.contains("left"),
+        "{line}"
+    );
+    assert!(!id.join("svid.pem").exists());
+}
+
+#[test]
+fn issue_reports_bad_ids_and_missing_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    let out = issue(&ca, &id, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_line(&out).contains("ca.pem"));
+
+    init_ca(&ca);
+    for (bad, why) in [
+        ("spiffe://example.org", "no path"),
+        ("spiffe://other.org/a", "outside the CA's trust domain"),
+        ("spiffe://example.org/a/../b", "invalid SPIFFE ID"),
+        ("https://example.org/a", "invalid SPIFFE ID"),
+    ] {
+        let out = run(&[
+            "issue",
+            "--ca-dir",
+            path(&ca),
+            "--id",
+            bad,
+            "--out",
+            path(&id),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let line = error_line(&out);
+        assert!(line.contains(why), "{bad}: {line}");
+    }
+    assert!(!id.exists());
+}
+
+#[test]
+fn issue_reports_an_unwritable_output_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    init_ca(&ca);
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let out = issue(&ca, &file.join("id"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_line(&out).contains("a-file"));
+}
+
+#[test]
+fn inspect_exit_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    init_ca(&ca);
+    assert!(issue(&ca, &id, &[]).status.success());
+
+    // Directory: uses svid_bundle.pem and verifies the chain.
+    let out = run(&["inspect", path(&id)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    for want in [
+        ID,
+        "valid X.509-SVID",
+        "ECDSA P-256",
+        "digitalSignature (critical)",
+        "serverAuth, clientAuth",
+        "verified for serverAuth and clientAuth",
+        "left)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+
+    // A file with --bundle.
+    let out = run(&[
+        "inspect",
+        path(&id.join("svid.pem")),
+        "--bundle",
+        path(&ca.join("bundle.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // The CA certificate is not an SVID: exit 1, one violation per line naming the field.
+    let out = run(&["inspect", path(&ca.join("ca.pem"))]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("NOT a valid X.509-SVID"), "{text}");
+    assert!(text.contains("violation:      basicConstraints:"), "{text}");
+    assert!(
+        text.contains("violation:      keyUsage: key usage has keyCertSign"),
+        "{text}"
+    );
+
+    // Under a foreign root of the same trust domain: the chain fails.
+    let other = tmp.path().join("other-ca");
+    init_ca(&other);
+    let out = run(&[
+        "inspect",
+        path(&id),
+        "--bundle",
+        path(&other.join("bundle.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("violation:      chain:"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Unreadable input and usage errors: exit 2.
+    let out = run(&["inspect", path(&tmp.path().join("missing.pem"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_line(&out).contains("missing.pem"));
+    let garbage = tmp.path().join("garbage.pem");
+    fs::write(&garbage, "not pem").unwrap();
+    let out = run(&["inspect", path(&garbage)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error_line(&out).contains("no CERTIFICATE"));
+    assert_eq!(run(&["inspect"]).status.code(), Some(2));
+    assert_eq!(run(&["inspect", "--bogus", "x"]).status.code(), Some(2));
+}
+
+#[test]
+fn inspect_reports_an_expired_svid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca_dir, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    let past = OffsetDateTime::now_utc() - time::Duration::hours(5);
+    let td = TrustDomain::parse("example.org").unwrap();
+    let issuer = Issuer::new(Ca::init(&ca_dir, &td, Duration::from_secs(2 * 3600), past).unwrap());
+    let svid = issuer
+        .issue(
+            &SpiffeId::parse(ID).unwrap(),
+            Duration::from_secs(3600),
+            past,
+        )
+        .unwrap();
+    publish::publish(&id, &svid.payload()).unwrap();
+
+    let out = run(&["inspect", path(&id)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("violation:      validity: expired"), "{text}");
+    assert!(text.contains("ago)"), "{text}");
+}
+
+#[test]
+fn help_documents_the_inspect_exit_statuses() {
+    let out = run(&["inspect", "--help"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("Exit status: 0"), "{}", stdout(&out));
+}

@@ -1,0 +1,167 @@
+//! Wiring and lifecycle of `sidecar run`: load configuration and policy, bind every listener, start the
+//! admin server and the identity loader, serve, and drain on shutdown (SPEC §8).
+
+use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::Semaphore,
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    accept, admin,
+    authz::PolicyStore,
+    config::Config,
+    inbound::Inbound,
+    metrics::Metrics,
+    outbound::Outbound,
+    reload,
+    state::Shared,
+    status::ListenerStatus,
+    transport::{BindError, Listener},
+};
+
+/// Exit status when connections were still open at the end of the drain period and had to be closed.
+pub const EXIT_DRAIN_TIMEOUT: u8 = 3;
+
+/// How often to look for identity files while there are none yet.
+const IDENTITY_POLL: Duration = Duration::from_millis(250);
+/// How often to re-read the identity files to catch a change no event announced.
+const IDENTITY_RECHECK: Duration = Duration::from_secs(30);
+
+/// Why the sidecar could not start. Each names the file or address and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("policy: {0}")]
+    Policy(#[from] policy::LoadError),
+    #[error("listener {name}: {source}")]
+    Bind { name: String, source: BindError },
+    #[error("admin: {0}")]
+    Admin(BindError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the sidecar until it is told to stop; returns the process exit status.
+pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
+    let config = Config::load(config_path)?;
+    let policy = PolicyStore::load(config.policy.clone())?;
+    let shared = Arc::new(Shared::new(config, Metrics::new()?, policy));
+    shared.record_initial_policy();
+
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+
+    start_listeners(&shared).await?;
+    let admin_addr = admin::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
+    shared.readiness.listeners_bound();
+    info!(admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
+    tokio::spawn(reload::identity_loop(shared.clone(), IDENTITY_POLL, IDENTITY_RECHECK));
+
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = terminate.recv() => { info!("SIGTERM: draining"); shared.shutdown.cancel(); }
+            _ = interrupt.recv() => { info!("SIGINT: draining"); shared.shutdown.cancel(); }
+            _ = hangup.recv() => reload_now(&shared),
+        }
+    }
+    Ok(drain(&shared, &mut terminate, &mut interrupt, &mut hangup).await)
+}
+
+fn reload_now(shared: &Shared) {
+    info!("SIGHUP: reloading identity and policy");
+    if let Err(e) = shared.reload_identity() {
+        warn!(error = %e, "identity reload failed; keeping the identity in force");
+    }
+    let _ = shared.reload_policy();
+}
+
+/// Binds every listener (a port in use is a start error) and starts its accept loop, which waits for the
+/// identity before accepting.
+async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
+    let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let mut statuses = Vec::new();
+    for config in &shared.config.inbound {
+        let listener = bind(config.name.as_str(), &config.listen).await?;
+        let inbound = Arc::new(Inbound::new(config, shared.clone()));
+        statuses.push(ListenerStatus {
+            name: config.name.to_string(),
+            listen: bound_addr(&listener, &config.listen),
+            target: config.forward.to_string(),
+            server_id: None,
+            metrics: inbound.metrics.clone(),
+        });
+        let metrics = inbound.metrics.clone();
+        let serve = move |stream, client| inbound.clone().serve(stream, client);
+        tokio::spawn(accept::run(shared.clone(), listener, metrics, limit.clone(), serve));
+    }
+    for (route, config) in shared.config.outbound.iter().enumerate() {
+        let listener = bind(config.name.as_str(), &config.listen).await?;
+        let outbound = Arc::new(Outbound::new(route, config, shared.clone()));
+        statuses.push(ListenerStatus {
+            name: config.name.to_string(),
+            listen: bound_addr(&listener, &config.listen),
+            target: config.connect.to_string(),
+            server_id: Some(config.server_id.to_string()),
+            metrics: outbound.metrics.clone(),
+        });
+        let metrics = outbound.metrics.clone();
+        let serve = move |stream, client| outbound.clone().serve(stream, client);
+        tokio::spawn(accept::run(shared.clone(), listener, metrics, limit.clone(), serve));
+    }
+    for s in &statuses {
+        info!(listener = %s.name, direction = s.metrics.direction.as_str(), listen = %s.listen, target = %s.target, "listener bound");
+    }
+    let _ = shared.listeners.set(statuses);
+    Ok(())
+}
+
+async fn bind(name: &str, addr: &crate::addr::ListenAddr) -> Result<Listener, StartError> {
+    Listener::bind(addr).await.map_err(|source| StartError::Bind { name: name.to_string(), source })
+}
+
+fn bound_addr(listener: &Listener, configured: &crate::addr::ListenAddr) -> String {
+    listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|| configured.to_string())
+}
+
+/// Stop accepting (the accept loops watch the same token), report not-ready, let open connections finish
+/// for up to `timeouts.drain`, then close the rest. SIGHUP during the drain still reloads; a second
+/// SIGTERM/SIGINT closes everything at once.
+async fn drain(
+    shared: &Shared,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+    hangup: &mut tokio::signal::unix::Signal,
+) -> ExitCode {
+    shared.readiness.start_draining();
+    shared.tasks.close();
+    let open = shared.tasks.len();
+    info!(open_connections = open, drain = ?shared.config.timeouts.drain, "draining");
+    let deadline = tokio::time::sleep(shared.config.timeouts.drain);
+    tokio::pin!(deadline);
+    let forced = loop {
+        tokio::select! {
+            _ = shared.tasks.wait() => break false,
+            _ = &mut deadline => break true,
+            _ = terminate.recv() => break true,
+            _ = interrupt.recv() => break true,
+            _ = hangup.recv() => reload_now(shared),
+        }
+    };
+    if !forced {
+        info!("drained; exiting");
+        return ExitCode::SUCCESS;
+    }
+    let left = shared.tasks.len();
+    shared.force_close.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), shared.tasks.wait()).await;
+    error!(closed_connections = left, "drain period over: closed connections that were still open");
+    ExitCode::from(EXIT_DRAIN_TIMEOUT)
+}

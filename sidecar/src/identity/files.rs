@@ -1,0 +1,99 @@
+//! Reading identity files: cert chain, private key and trust bundle, in one pass.
+//!
+//! When the identity directory is laid out like a kubelet Secret volume or by certs-agent
+//! (`svid.pem -> ..data/svid.pem`, `..data -> ..<timestamp>/`), `..data` is resolved once and every file is
+//! read from that one directory, so the three files always come from the same publication.
+
+use std::{
+    io::Read,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use crate::config::IdentityPaths;
+
+/// The raw bytes of one identity, read together.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub bundle: Vec<u8>,
+}
+
+/// The largest identity file we read: a chain or bundle of many certificates fits easily.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why the identity files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{}: private key is readable by group or others (mode {mode:03o}); make it 0600 or 0400 \
+         (Kubernetes: defaultMode: 0400)",
+        path.display()
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("{}: larger than {MAX_FILE_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+}
+
+impl ReadError {
+    /// Whether the files are simply not there yet (the sidecar started before its identity was issued).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+impl std::fmt::Debug for IdentityFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        write!(f, "IdentityFiles {{ cert: {} bytes, key: {} bytes, bundle: {} bytes }}", self.cert.len(), self.key.len(), self.bundle.len())
+    }
+}
+
+/// Reads cert, key and bundle. The key must not be readable by group or others.
+pub fn read(paths: &IdentityPaths) -> Result<IdentityFiles, ReadError> {
+    let data_dir = paths.dir.as_deref().and_then(resolve_data_dir);
+    let locate = |p: &Path| match &data_dir {
+        Some(data) => through_data_link(p, data).unwrap_or_else(|| p.to_path_buf()),
+        None => p.to_path_buf(),
+    };
+    let cert = read_file(&locate(&paths.cert), false)?;
+    let key = read_file(&locate(&paths.key), true)?;
+    let bundle = read_file(&locate(&paths.bundle), false)?;
+    Ok(IdentityFiles { cert, key, bundle })
+}
+
+/// `DIR/..data` resolved to the real directory it points at, when the layout uses one.
+fn resolve_data_dir(dir: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(dir.join("..data")).ok()
+}
+
+/// When `path` is a symlink into `..data/`, the same file inside the already-resolved data directory.
+fn through_data_link(path: &Path, data: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(path).ok()?;
+    let rest = target.strip_prefix("..data").ok()?;
+    Some(data.join(rest))
+}
+
+fn read_file(path: &Path, secret: bool) -> Result<Vec<u8>, ReadError> {
+    let io = |source| ReadError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if secret {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            return Err(ReadError::KeyPermissions { path: path.to_path_buf(), mode });
+        }
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { path: path.to_path_buf() });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { path: path.to_path_buf() });
+    }
+    Ok(bytes)
+}

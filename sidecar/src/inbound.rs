@@ -1,0 +1,125 @@
+//! Inbound: mutual TLS from a peer sidecar, authorization of its SPIFFE ID, plaintext to the local app.
+//!
+//! Order matters: the app is dialed only after the handshake verified the caller and the policy allowed it,
+//! so a refused caller never reaches the app, and never gets a byte from it.
+
+use std::sync::Arc;
+
+use policy::{SpiffeId, Verdict, svid};
+use tokio::{io::AsyncWriteExt, time::Instant};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tracing::{debug, info, warn};
+
+use crate::{
+    accept::OpenConnection,
+    addr::{ClientAddr, ConnectAddr},
+    config::{InboundConfig, ListenerName},
+    duplex,
+    metrics::ListenerMetrics,
+    state::Shared,
+    tls::{HandshakeFailure, HandshakeReason},
+    transport::{self, Stream},
+};
+
+/// One inbound listener.
+pub struct Inbound {
+    name: ListenerName,
+    forward: ConnectAddr,
+    pub metrics: Arc<ListenerMetrics>,
+    shared: Arc<Shared>,
+}
+
+impl Inbound {
+    pub fn new(config: &InboundConfig, shared: Arc<Shared>) -> Self {
+        let metrics = Arc::new(shared.metrics.listener(crate::metrics::Direction::Inbound, config.name.as_str()));
+        Self { name: config.name.clone(), forward: config.forward.clone(), metrics, shared }
+    }
+
+    /// Serves one accepted connection to its end.
+    pub async fn serve(self: Arc<Self>, stream: Stream, client: ClientAddr) {
+        let _open = OpenConnection::new(&self.metrics);
+        let Some(tls) = self.handshake(stream, client).await else { return };
+        let Some(peer) = self.authorize(&tls, client) else {
+            close_quietly(tls).await;
+            return;
+        };
+        let timeouts = self.shared.config.timeouts;
+        let mut app = match transport::connect(&self.forward, timeouts.connect).await {
+            Ok(app) => app,
+            Err(e) => {
+                self.metrics.connect_error(e.reason());
+                warn!(listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = e.reason(), error = %e, "cannot reach the local app");
+                close_quietly(tls).await;
+                return;
+            }
+        };
+        let mut tls = tls;
+        let m = &self.metrics;
+        let copied = tokio::select! {
+            r = duplex::proxy(&mut tls, &mut app, &m.from_peer, &m.to_peer, timeouts.half_close_idle) => r,
+            _ = self.shared.force_close.cancelled() => {
+                debug!(listener = %self.name, peer.id = %peer, "closed at the end of the drain period");
+                return;
+            }
+        };
+        match copied {
+            Ok(t) => debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed"),
+            Err(e) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
+        }
+    }
+
+    async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
+        let config = self.shared.identity.current()?.tls.server.clone();
+        let limit = self.shared.config.timeouts.handshake;
+        let started = Instant::now();
+        let result = tokio::time::timeout(limit, TlsAcceptor::from(config).accept(stream)).await;
+        let failure = match result {
+            Ok(Ok(tls)) => {
+                self.metrics.handshakes.record(started.elapsed(), HandshakeReason::Ok);
+                return Some(tls);
+            }
+            Ok(Err(e)) => HandshakeFailure::from_io(&e),
+            Err(_) => HandshakeFailure::timeout(limit),
+        };
+        self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let claimed = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
+        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = claimed, reason = %failure.reason, detail = %failure.detail, "connection refused: handshake failed");
+        None
+    }
+
+    /// The caller's SPIFFE ID if the policy lets it in (or audit mode lets it through).
+    fn authorize(&self, tls: &TlsStream<Stream>, client: ClientAddr) -> Option<SpiffeId> {
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+        let peer = match leaf.map(svid::spiffe_id_of_leaf) {
+            Some(Ok(id)) => id,
+            // The verifier already required exactly this; reaching here means a bug, so fail closed.
+            other => {
+                let detail = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no peer certificate".into(),
+                };
+                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, reason = "bad_svid", detail = %detail, "connection refused: no SPIFFE ID");
+                return None;
+            }
+        };
+        let policy = self.shared.policy.current();
+        let decision = policy.policy.decide(self.name.as_str(), &peer);
+        self.metrics.authz_decision(decision.verdict.as_str(), decision.rule);
+        match decision.verdict {
+            Verdict::Allow => Some(peer),
+            Verdict::AuditDeny => {
+                info!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, "audit: policy would deny this caller; allowed in audit mode");
+                Some(peer)
+            }
+            Verdict::Deny => {
+                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "denied", rule = decision.rule, generation = policy.generation, "connection refused: caller not allowed by policy");
+                None
+            }
+        }
+    }
+}
+
+/// Ends a TLS connection we refuse: close_notify, then close, without waiting on a peer that stalls.
+async fn close_quietly(mut tls: TlsStream<Stream>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+}

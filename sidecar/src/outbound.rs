@@ -1,0 +1,96 @@
+//! Outbound: plaintext from the local app, mutual TLS to the peer sidecar, which must prove exactly the
+//! route's `server_id`. If it cannot, the local connection is closed without a byte.
+
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use tokio::time::Instant;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use tracing::{debug, warn};
+
+use crate::{
+    accept::OpenConnection,
+    addr::{ClientAddr, ConnectAddr},
+    config::{ListenerName, OutboundConfig},
+    duplex,
+    metrics::{Direction, ListenerMetrics},
+    state::Shared,
+    tls::{HandshakeFailure, HandshakeReason},
+    transport::{self, Stream},
+};
+
+/// The TLS server name we pass to rustls. The verifier ignores it (the peer is identified by SPIFFE ID) and
+/// SNI is off, so it never leaves this process.
+const UNUSED_SERVER_NAME: &str = "peer.sidecar.invalid";
+
+/// One outbound listener (a route to one peer).
+pub struct Outbound {
+    name: ListenerName,
+    /// Index of this route's client config in [`crate::tls::TlsConfigs::clients`].
+    route: usize,
+    connect: ConnectAddr,
+    server_id: policy::SpiffeId,
+    pub metrics: Arc<ListenerMetrics>,
+    shared: Arc<Shared>,
+}
+
+impl Outbound {
+    pub fn new(route: usize, config: &OutboundConfig, shared: Arc<Shared>) -> Self {
+        let metrics = Arc::new(shared.metrics.listener(Direction::Outbound, config.name.as_str()));
+        Self {
+            name: config.name.clone(),
+            route,
+            connect: config.connect.clone(),
+            server_id: config.server_id.clone(),
+            metrics,
+            shared,
+        }
+    }
+
+    /// Serves one accepted local connection to its end.
+    pub async fn serve(self: Arc<Self>, mut local: Stream, client: ClientAddr) {
+        let _open = OpenConnection::new(&self.metrics);
+        let timeouts = self.shared.config.timeouts;
+        let remote = match transport::connect(&self.connect, timeouts.connect).await {
+            Ok(remote) => remote,
+            Err(e) => {
+                self.metrics.connect_error(e.reason());
+                warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, reason = e.reason(), error = %e, "cannot reach the peer sidecar");
+                return;
+            }
+        };
+        let Some(mut tls) = self.handshake(remote, client).await else { return };
+        let m = &self.metrics;
+        let copied = tokio::select! {
+            r = duplex::proxy(&mut local, &mut tls, &m.to_peer, &m.from_peer, timeouts.half_close_idle) => r,
+            _ = self.shared.force_close.cancelled() => {
+                debug!(listener = %self.name, "closed at the end of the drain period");
+                return;
+            }
+        };
+        match copied {
+            Ok(t) => debug!(listener = %self.name, to_peer = t.a_to_b, from_peer = t.b_to_a, "connection closed"),
+            Err(e) => debug!(listener = %self.name, error = %e, "connection ended"),
+        }
+    }
+
+    async fn handshake(&self, remote: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
+        let config = self.shared.identity.current()?.tls.clients.get(self.route)?.clone();
+        let limit = self.shared.config.timeouts.handshake;
+        let name = ServerName::try_from(UNUSED_SERVER_NAME).ok()?;
+        let started = Instant::now();
+        let result = tokio::time::timeout(limit, TlsConnector::from(config).connect(name, remote)).await;
+        let failure = match result {
+            Ok(Ok(tls)) => {
+                self.metrics.handshakes.record(started.elapsed(), HandshakeReason::Ok);
+                return Some(tls);
+            }
+            Ok(Err(e)) => HandshakeFailure::from_io(&e),
+            Err(_) => HandshakeFailure::timeout(limit),
+        };
+        self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let found = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
+        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = found, reason = %failure.reason, detail = %failure.detail, "connection refused: handshake with the peer failed");
+        None
+    }
+}

@@ -1,0 +1,75 @@
+//! rustls configurations built from the current [`Credentials`], once per identity change, never per
+//! connection.
+//!
+//! TLS 1.3 only. Session resumption is off in both directions: every connection is a full handshake, so
+//! every connection is verified and authorized against the current bundle and policy (a resumed session
+//! would skip the certificate check, letting a revoked or expired peer back in).
+
+pub mod reason;
+pub mod verify;
+
+use std::sync::Arc;
+
+use policy::SpiffeId;
+use rustls::{
+    ClientConfig, ServerConfig,
+    client::Resumption,
+    crypto::CryptoProvider,
+    server::NoServerSessionStorage,
+    sign::SingleCertAndKey,
+    version::TLS13,
+};
+
+use crate::identity::Credentials;
+pub use reason::{HandshakeFailure, HandshakeReason};
+use verify::{SvidClientVerifier, SvidServerVerifier};
+
+/// The TLS configurations of one identity: the inbound server config and one client config per outbound
+/// route (each pins the route's `server_id`).
+#[derive(Debug)]
+pub struct TlsConfigs {
+    pub server: Arc<ServerConfig>,
+    /// Indexed like the configuration's `outbound` list.
+    pub clients: Vec<Arc<ClientConfig>>,
+}
+
+/// The crypto provider: aws-lc-rs with its defaults.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+impl TlsConfigs {
+    /// Builds all configurations for `creds`; `server_ids` are the outbound routes' required peer IDs.
+    pub fn build(
+        creds: &Credentials,
+        provider: &Arc<CryptoProvider>,
+        server_ids: &[SpiffeId],
+    ) -> Result<Self, rustls::Error> {
+        let algs = provider.signature_verification_algorithms;
+        let verifier = Arc::new(SvidClientVerifier::new(creds.bundle.clone(), algs));
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(SingleCertAndKey::from(creds.certified.clone())));
+        server.session_storage = Arc::new(NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+
+        let clients = server_ids
+            .iter()
+            .map(|expected| {
+                let verifier = Arc::new(SvidServerVerifier::new(creds.bundle.clone(), expected.clone(), algs));
+                let mut client = ClientConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(&[&TLS13])?
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(creds.certified.clone())));
+                client.resumption = Resumption::disabled();
+                // The peer is named by its SPIFFE ID, not by DNS: sending SNI would only leak the address.
+                client.enable_sni = false;
+                Ok(Arc::new(client))
+            })
+            .collect::<Result<Vec<_>, rustls::Error>>()?;
+
+        Ok(TlsConfigs { server: Arc::new(server), clients })
+    }
+}

@@ -1,0 +1,125 @@
+//! Why a handshake failed, classified once into the `reason` label of `sidecar_tls_handshakes_total`
+//! (SPEC §7). The same value goes into the refusal log line.
+
+use std::{fmt, io};
+
+use policy::{SpiffeId, SvidErrorKind};
+use rustls::{CertificateError, Error as TlsError};
+
+use super::verify::{PeerRejected, Refusal};
+
+/// The `reason` label of a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeReason {
+    Ok,
+    Timeout,
+    NoClientCert,
+    Untrusted,
+    Expired,
+    NotYetValid,
+    BadSvid,
+    WrongPeerId,
+    /// The peer sent a fatal alert: it refused us (e.g. our certificate) or gave up.
+    PeerAlert,
+    ProtocolError,
+    Io,
+}
+
+impl HandshakeReason {
+    pub const ALL: [HandshakeReason; 11] = [
+        HandshakeReason::Ok,
+        HandshakeReason::Timeout,
+        HandshakeReason::NoClientCert,
+        HandshakeReason::Untrusted,
+        HandshakeReason::Expired,
+        HandshakeReason::NotYetValid,
+        HandshakeReason::BadSvid,
+        HandshakeReason::WrongPeerId,
+        HandshakeReason::PeerAlert,
+        HandshakeReason::ProtocolError,
+        HandshakeReason::Io,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeReason::Ok => "ok",
+            HandshakeReason::Timeout => "timeout",
+            HandshakeReason::NoClientCert => "no_client_cert",
+            HandshakeReason::Untrusted => "untrusted",
+            HandshakeReason::Expired => "expired",
+            HandshakeReason::NotYetValid => "not_yet_valid",
+            HandshakeReason::BadSvid => "bad_svid",
+            HandshakeReason::WrongPeerId => "wrong_peer_id",
+            HandshakeReason::PeerAlert => "peer_alert",
+            HandshakeReason::ProtocolError => "protocol_error",
+            HandshakeReason::Io => "io",
+        }
+    }
+
+    /// Index into per-reason metric handle arrays (same order as [`HandshakeReason::ALL`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for HandshakeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed handshake, classified.
+#[derive(Debug)]
+pub struct HandshakeFailure {
+    pub reason: HandshakeReason,
+    /// The SPIFFE ID the peer's certificate claims, when it got that far (unverified).
+    pub claimed_id: Option<SpiffeId>,
+    /// A human-readable detail for the log.
+    pub detail: String,
+}
+
+impl HandshakeFailure {
+    pub fn timeout(after: std::time::Duration) -> Self {
+        Self { reason: HandshakeReason::Timeout, claimed_id: None, detail: format!("no handshake within {after:?}") }
+    }
+
+    /// Classifies the error tokio-rustls returned from a handshake.
+    pub fn from_io(e: &io::Error) -> Self {
+        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsError>()) {
+            return Self::from_tls(tls);
+        }
+        Self { reason: HandshakeReason::Io, claimed_id: None, detail: e.to_string() }
+    }
+
+    fn from_tls(e: &TlsError) -> Self {
+        let detail = e.to_string();
+        if let TlsError::InvalidCertificate(CertificateError::Other(other)) = e {
+            if let Some(rejected) = other.0.downcast_ref::<PeerRejected>() {
+                let reason = match &rejected.refusal {
+                    Refusal::WrongPeerId { .. } => HandshakeReason::WrongPeerId,
+                    Refusal::Svid(svid) => match svid.kind() {
+                        SvidErrorKind::BadSvid => HandshakeReason::BadSvid,
+                        SvidErrorKind::Untrusted => HandshakeReason::Untrusted,
+                        SvidErrorKind::Expired => HandshakeReason::Expired,
+                        SvidErrorKind::NotYetValid => HandshakeReason::NotYetValid,
+                    },
+                };
+                return Self { reason, claimed_id: rejected.claimed_id.clone(), detail: rejected.to_string() };
+            }
+        }
+        let reason = match e {
+            TlsError::NoCertificatesPresented => HandshakeReason::NoClientCert,
+            TlsError::InvalidCertificate(c) => match c {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => HandshakeReason::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    HandshakeReason::NotYetValid
+                }
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => HandshakeReason::Untrusted,
+                _ => HandshakeReason::BadSvid,
+            },
+            TlsError::AlertReceived(_) => HandshakeReason::PeerAlert,
+            _ => HandshakeReason::ProtocolError,
+        };
+        Self { reason, claimed_id: None, detail }
+    }
+}

@@ -1,0 +1,177 @@
+//! Sockets: binding listeners, accepting, and dialing with a timeout, over TCP or Unix domain sockets.
+//!
+//! Everything above this module sees one [`Stream`] type whatever the address family.
+
+use std::{io, net::SocketAddr, path::Path, time::Duration};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio_util::either::Either;
+
+use crate::addr::{Addr, ClientAddr, ConnectAddr, ListenAddr};
+
+/// A connected byte stream (TCP or Unix).
+pub type Stream = Either<TcpStream, UnixStream>;
+
+/// How many not-yet-accepted connections the kernel queues per listener.
+const BACKLOG: u32 = 1024;
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Why binding a listener failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve { addr: String, source: io::Error },
+    #[error("{addr} resolves to no address")]
+    NoAddress { addr: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Io { addr: String, source: io::Error },
+    #[error("cannot listen on {addr}: a file that is not a socket is in the way")]
+    NotASocket { addr: String },
+    #[error("cannot listen on {addr}: another process is listening there")]
+    InUse { addr: String },
+}
+
+/// Why a dial failed. The reason is a metric label (`sidecar_connect_errors_total{reason}`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connection refused")]
+    Refused,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("network unreachable: {0}")]
+    Unreachable(io::Error),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl ConnectError {
+    /// The metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectError::Refused => "refused",
+            ConnectError::Timeout(_) => "timeout",
+            ConnectError::Resolve { .. } => "resolve",
+            ConnectError::Unreachable(_) => "unreachable",
+            ConnectError::Io(_) => "io",
+        }
+    }
+
+    fn from_io(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+            io::ErrorKind::NotFound => ConnectError::Refused, // unix socket path absent: nobody listens
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable | io::ErrorKind::AddrNotAvailable => {
+                ConnectError::Unreachable(e)
+            }
+            _ => ConnectError::Io(e),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds `addr`. Host names are resolved once, here.
+    pub async fn bind(addr: &ListenAddr) -> Result<Self, BindError> {
+        let text = addr.to_string();
+        match &addr.0 {
+            Addr::Socket(sa) => bind_tcp(*sa).map_err(|source| BindError::Io { addr: text, source }),
+            Addr::Name { host, port } => {
+                let mut addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|source| BindError::Resolve { addr: text.clone(), source })?;
+                let sa = addrs.next().ok_or_else(|| BindError::NoAddress { addr: text.clone() })?;
+                bind_tcp(sa).map_err(|source| BindError::Io { addr: text, source })
+            }
+            Addr::Unix(path) => bind_unix(path, &text).await,
+        }
+    }
+
+    /// Accepts one connection. Accepted TCP sockets get `TCP_NODELAY`: a proxy must not add Nagle delay.
+    pub async fn accept(&self) -> io::Result<(Stream, ClientAddr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Either::Left(s), ClientAddr::Tcp(peer)))
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Either::Right(s), ClientAddr::Unix))
+            }
+        }
+    }
+
+    /// The bound address, with the real port when the configuration asked for port 0.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(_) => None,
+        }
+    }
+}
+
+fn bind_tcp(sa: SocketAddr) -> io::Result<Listener> {
+    let socket = if sa.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(sa)?;
+    Ok(Listener::Tcp(socket.listen(BACKLOG)?))
+}
+
+/// Binds a Unix socket, replacing a stale socket file left by a process that died, but never a live one or
+/// a file that is not a socket.
+async fn bind_unix(path: &Path, text: &str) -> Result<Listener, BindError> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(BindError::NotASocket { addr: text.to_string() });
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(BindError::InUse { addr: text.to_string() });
+        }
+        std::fs::remove_file(path).map_err(|source| BindError::Io { addr: text.to_string(), source })?;
+    }
+    UnixListener::bind(path)
+        .map(Listener::Unix)
+        .map_err(|source| BindError::Io { addr: text.to_string(), source })
+}
+
+/// Dials `addr` within `timeout`, trying each resolved address in turn.
+pub async fn connect(addr: &ConnectAddr, timeout: Duration) -> Result<Stream, ConnectError> {
+    match tokio::time::timeout(timeout, dial(&addr.0)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+    }
+}
+
+async fn dial(addr: &Addr) -> Result<Stream, ConnectError> {
+    match addr {
+        Addr::Socket(sa) => dial_tcp(*sa).await,
+        Addr::Name { host, port } => {
+            let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|e| ConnectError::Resolve { host: host.clone(), reason: e.to_string() })?;
+            let mut last = None;
+            for sa in addrs {
+                match dial_tcp(sa).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| ConnectError::Resolve { host: host.clone(), reason: "no addresses".into() }))
+        }
+        Addr::Unix(path) => UnixStream::connect(path).await.map(Either::Right).map_err(ConnectError::from_io),
+    }
+}
+
+async fn dial_tcp(sa: SocketAddr) -> Result<Stream, ConnectError> {
+    let s = TcpStream::connect(sa).await.map_err(ConnectError::from_io)?;
+    let _ = s.set_nodelay(true);
+    Ok(Either::Left(s))
+}
