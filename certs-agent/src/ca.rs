@@ -114,12 +114,7 @@ impl Ca {
     /// Creates a self-signed ECDSA P-256 root for `trust_domain` valid from `now` (back-dated by
     /// [`validity::BACKDATE`]) for `ttl`, and writes it to `dir` (created with mode 0700 if missing).
     /// Refuses if any of the three CA files already exists.
-    pub fn init(
-        dir: &Path,
-        trust_domain: &TrustDomain,
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> Result<Ca, CaError> {
+    pub fn init(dir: &Path, trust_domain: &TrustDomain, ttl: Duration, now: OffsetDateTime) -> Result<Ca, CaError> {
         let ca_dir = CaDir::new(dir);
         files::create_private_dir(dir)?;
         for path in [ca_dir.key(), ca_dir.cert(), ca_dir.bundle()] {
@@ -127,12 +122,9 @@ impl Ca {
                 return Err(CaError::AlreadyExists { path });
             }
         }
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| CaError::Generate(e.to_string()))?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| CaError::Generate(e.to_string()))?;
         let params = root_params(trust_domain, ttl, now, &Serial::random()?)?;
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| CaError::Generate(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(|e| CaError::Generate(e.to_string()))?;
         // The key goes first: `write_new_file` cannot overwrite, so of two concurrent `ca init`s only the one
         // that created the key goes on to write a certificate.
         let key_pem = key.serialize_pem();
@@ -141,11 +133,9 @@ impl Ca {
             (ca_dir.cert(), cert.pem().as_str(), CERT_MODE),
             (ca_dir.bundle(), cert.pem().as_str(), CERT_MODE),
         ] {
-            files::write_new_file(&path, contents.as_bytes(), mode).map_err(|e| {
-                match e.kind() {
-                    io::ErrorKind::AlreadyExists => CaError::AlreadyExists { path: path.clone() },
-                    _ => CaError::Fs(e),
-                }
+            files::write_new_file(&path, contents.as_bytes(), mode).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => CaError::AlreadyExists { path: path.clone() },
+                _ => CaError::Fs(e),
             })?;
         }
         Ca::load(dir)
@@ -158,62 +148,33 @@ impl Ca {
         let (cert_path, key_path, bundle_path) = (ca_dir.cert(), ca_dir.key(), ca_dir.bundle());
 
         let cert_pem = read_ca_file(&cert_path)?;
-        let bad_cert = |reason: String| CaError::BadCertificate {
-            path: cert_path.clone(),
-            reason,
-        };
-        let cert_der = pem::certificates(&cert_pem)
-            .map_err(|e| bad_cert(e.to_string()))?
-            .swap_remove(0);
+        let bad_cert = |reason: String| CaError::BadCertificate { path: cert_path.clone(), reason };
+        let cert_der = pem::certificates(&cert_pem).map_err(|e| bad_cert(e.to_string()))?.swap_remove(0);
         let facts = cert_facts::parse(&cert_der).map_err(&bad_cert)?;
         let trust_domain = root_trust_domain(&facts).map_err(&bad_cert)?;
 
         let mode = files::mode_of(&key_path).map_err(|e| missing_or(e, &key_path))?;
         if files::is_group_or_world_accessible(mode) {
-            return Err(CaError::KeyTooOpen {
-                path: key_path,
-                mode,
-            });
+            return Err(CaError::KeyTooOpen { path: key_path, mode });
         }
         let key_pem = read_ca_file(&key_path)?;
         let key = std::str::from_utf8(&key_pem)
             .map_err(|e| e.to_string())
             .and_then(|text| KeyPair::from_pem(text).map_err(|e| e.to_string()))
-            .map_err(|reason| CaError::BadKey {
-                path: key_path.clone(),
-                reason,
-            })?;
+            .map_err(|reason| CaError::BadKey { path: key_path.clone(), reason })?;
         if key.subject_public_key_info() != facts.spki_der {
-            return Err(CaError::KeyMismatch {
-                key: key_path,
-                cert: cert_path,
-            });
+            return Err(CaError::KeyMismatch { key: key_path, cert: cert_path });
         }
 
         let bundle_bytes = read_ca_file(&bundle_path)?;
-        let bad_bundle = |reason: String| CaError::BadBundle {
-            path: bundle_path.clone(),
-            reason,
-        };
+        let bad_bundle = |reason: String| CaError::BadBundle { path: bundle_path.clone(), reason };
         let roots = pem::certificates(&bundle_bytes).map_err(|e| bad_bundle(e.to_string()))?;
         if !roots.iter().any(|root| root == &cert_der) {
-            return Err(CaError::CertNotInBundle {
-                bundle: bundle_path,
-                cert: cert_path,
-            });
+            return Err(CaError::CertNotInBundle { bundle: bundle_path, cert: cert_path });
         }
-        let bundle_pem =
-            String::from_utf8(bundle_bytes).map_err(|_| bad_bundle("not ASCII PEM text".into()))?;
+        let bundle_pem = String::from_utf8(bundle_bytes).map_err(|_| bad_bundle("not ASCII PEM text".into()))?;
 
-        Ok(Ca {
-            dir: ca_dir,
-            trust_domain,
-            cert_der,
-            facts,
-            key,
-            bundle_len: roots.len(),
-            bundle_pem,
-        })
+        Ok(Ca { dir: ca_dir, trust_domain, cert_der, facts, key, bundle_len: roots.len(), bundle_pem })
     }
 
     pub fn dir(&self) -> &CaDir {
@@ -267,9 +228,7 @@ fn root_params(
 ) -> Result<CertificateParams, CaError> {
     let now = validity::whole_seconds(now);
     let not_after = validity::add(now, ttl).ok_or(CaError::TtlTooLong { ttl })?;
-    let stamp = now
-        .format(&Rfc3339)
-        .map_err(|e| CaError::Generate(e.to_string()))?;
+    let stamp = now.format(&Rfc3339).map_err(|e| CaError::Generate(e.to_string()))?;
     let mut cn = format!("{trust_domain} root {stamp}");
     if cn.len() > 64 {
         // X.520 caps commonName at 64 characters; the trust domain is in the SAN anyway.
@@ -278,8 +237,7 @@ fn root_params(
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "certs-agent");
     name.push(DnType::CommonName, cn);
-    let uri = Ia5String::try_from(trust_domain.id().as_str())
-        .map_err(|e| CaError::Generate(e.to_string()))?;
+    let uri = Ia5String::try_from(trust_domain.id().as_str()).map_err(|e| CaError::Generate(e.to_string()))?;
 
     let mut params = CertificateParams::default();
     params.not_before = now - validity::BACKDATE;
@@ -298,25 +256,15 @@ fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String> {
     if facts.is_ca != Some(true) {
         return Err("not a CA certificate (basic constraints CA=true missing)".into());
     }
-    if !facts
-        .key_usage
-        .as_ref()
-        .is_some_and(|ku| ku.has("keyCertSign"))
-    {
+    if !facts.key_usage.as_ref().is_some_and(|ku| ku.has("keyCertSign")) {
         return Err("key usage lacks keyCertSign".into());
     }
     let [uri] = facts.uri_sans.as_slice() else {
-        return Err(format!(
-            "expected exactly one URI SAN spiffe://<trust-domain>, found {}",
-            facts.uri_sans.len()
-        ));
+        return Err(format!("expected exactly one URI SAN spiffe://<trust-domain>, found {}", facts.uri_sans.len()));
     };
-    let id =
-        SpiffeId::parse(uri).map_err(|e| format!("URI SAN {uri:?} is not a SPIFFE ID: {e}"))?;
+    let id = SpiffeId::parse(uri).map_err(|e| format!("URI SAN {uri:?} is not a SPIFFE ID: {e}"))?;
     if id.has_path() {
-        return Err(format!(
-            "URI SAN {id} has a path; a CA's SPIFFE ID is just spiffe://<trust-domain>"
-        ));
+        return Err(format!("URI SAN {id} has a path; a CA's SPIFFE ID is just spiffe://<trust-domain>"));
     }
     Ok(id.trust_domain())
 }
@@ -327,9 +275,7 @@ fn read_ca_file(path: &Path) -> Result<Vec<u8>, CaError> {
 
 fn missing_or(e: FsError, path: &Path) -> CaError {
     match e.kind() {
-        io::ErrorKind::NotFound => CaError::Missing {
-            path: path.to_path_buf(),
-        },
+        io::ErrorKind::NotFound => CaError::Missing { path: path.to_path_buf() },
         _ => CaError::Fs(e),
     }
 }
@@ -364,28 +310,15 @@ mod tests {
         assert!(facts.ext_key_usage.is_none());
         assert_eq!(facts.key_type, "ECDSA P-256");
         assert!(facts.subject.contains("O=certs-agent"), "{}", facts.subject);
-        assert!(
-            facts.subject.contains("example.org root "),
-            "{}",
-            facts.subject
-        );
+        assert!(facts.subject.contains("example.org root "), "{}", facts.subject);
         assert_eq!(facts.subject, facts.issuer);
-        assert_eq!(
-            facts.not_before,
-            validity::whole_seconds(now) - validity::BACKDATE
-        );
+        assert_eq!(facts.not_before, validity::whole_seconds(now) - validity::BACKDATE);
         assert_eq!(facts.not_after, validity::whole_seconds(now) + DAY);
         assert_eq!(facts.serial.as_bytes()[0] & 0x80, 0);
 
-        assert_eq!(
-            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(files::mode_of(&dir.join(CA_KEY_FILE)).unwrap(), 0o600);
-        assert_eq!(
-            fs::read(dir.join(BUNDLE_FILE)).unwrap(),
-            fs::read(dir.join(CA_CERT_FILE)).unwrap()
-        );
+        assert_eq!(fs::read(dir.join(BUNDLE_FILE)).unwrap(), fs::read(dir.join(CA_CERT_FILE)).unwrap());
         assert_eq!(ca.bundle_len(), 1);
     }
 
@@ -445,17 +378,10 @@ mod tests {
         let key = tmp.path().join(CA_KEY_FILE);
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let err = Ca::load(tmp.path()).unwrap_err();
-        assert!(
-            matches!(err, CaError::KeyTooOpen { mode: 0o644, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, CaError::KeyTooOpen { mode: 0o644, .. }), "{err}");
 
         fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(
-            &key,
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
+        fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
         let err = Ca::load(tmp.path()).unwrap_err();
         assert!(matches!(err, CaError::BadKey { .. }), "{err}");
     }
@@ -477,23 +403,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ca = Ca::init(tmp.path(), &long, DAY, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(ca.trust_domain(), &long);
-        assert!(
-            ca.facts().subject.contains("CN=root "),
-            "{}",
-            ca.facts().subject
-        );
+        assert!(ca.facts().subject.contains("CN=root "), "{}", ca.facts().subject);
     }
 
     #[test]
     fn absurd_ttl_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = Ca::init(
-            tmp.path(),
-            &td(),
-            Duration::from_secs(u64::MAX / 4),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap_err();
+        let err =
+            Ca::init(tmp.path(), &td(), Duration::from_secs(u64::MAX / 4), OffsetDateTime::now_utc()).unwrap_err();
         assert!(matches!(err, CaError::TtlTooLong { .. }), "{err}");
         // Nothing was written.
         assert!(!tmp.path().join(CA_KEY_FILE).exists());

@@ -4,9 +4,7 @@
 //! what we issued). It only reports; judging what is acceptable is the caller's job.
 
 use time::OffsetDateTime;
-use x509_parser::{
-    certificate::X509Certificate, extensions::GeneralName, prelude::FromDer, public_key::PublicKey,
-};
+use x509_parser::{certificate::X509Certificate, extensions::GeneralName, prelude::FromDer, public_key::PublicKey};
 
 use crate::serial::Serial;
 
@@ -77,16 +75,10 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, String> {
         uri_sans,
         dns_sans,
         san_critical,
-        is_ca: cert
-            .basic_constraints()
-            .map_err(|e| format!("basic constraints: {e}"))?
-            .map(|bc| bc.value.ca),
+        is_ca: cert.basic_constraints().map_err(|e| format!("basic constraints: {e}"))?.map(|bc| bc.value.ca),
         key_usage: key_usage(&cert)?,
         ext_key_usage: ext_key_usage(&cert)?,
-        has_name_constraints: cert
-            .name_constraints()
-            .map_err(|e| format!("name constraints: {e}"))?
-            .is_some(),
+        has_name_constraints: cert.name_constraints().map_err(|e| format!("name constraints: {e}"))?.is_some(),
     })
 }
 
@@ -94,10 +86,7 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, String> {
 type Sans = (Vec<String>, Vec<String>, Option<bool>);
 
 fn sans(cert: &X509Certificate<'_>) -> Result<Sans, String> {
-    let Some(ext) = cert
-        .subject_alternative_name()
-        .map_err(|e| format!("subject alternative name: {e}"))?
-    else {
+    let Some(ext) = cert.subject_alternative_name().map_err(|e| format!("subject alternative name: {e}"))? else {
         return Ok((Vec::new(), Vec::new(), None));
     };
     let (mut uris, mut dns) = (Vec::new(), Vec::new());
@@ -129,19 +118,12 @@ fn key_usage(cert: &X509Certificate<'_>) -> Result<Option<KeyUsageFacts>, String
     ];
     Ok(Some(KeyUsageFacts {
         critical: ext.critical,
-        names: bits
-            .iter()
-            .filter(|(set, _)| *set)
-            .map(|(_, name)| *name)
-            .collect(),
+        names: bits.iter().filter(|(set, _)| *set).map(|(_, name)| *name).collect(),
     }))
 }
 
 fn ext_key_usage(cert: &X509Certificate<'_>) -> Result<Option<ExtKeyUsageFacts>, String> {
-    let Some(ext) = cert
-        .extended_key_usage()
-        .map_err(|e| format!("extended key usage: {e}"))?
-    else {
+    let Some(ext) = cert.extended_key_usage().map_err(|e| format!("extended key usage: {e}"))? else {
         return Ok(None);
     };
     let eku = ext.value;
@@ -154,16 +136,9 @@ fn ext_key_usage(cert: &X509Certificate<'_>) -> Result<Option<ExtKeyUsageFacts>,
         (eku.ocsp_signing, "OCSPSigning"),
         (eku.any, "anyExtendedKeyUsage"),
     ];
-    let mut names: Vec<String> = known
-        .iter()
-        .filter(|(set, _)| *set)
-        .map(|(_, name)| (*name).to_owned())
-        .collect();
+    let mut names: Vec<String> = known.iter().filter(|(set, _)| *set).map(|(_, name)| (*name).to_owned()).collect();
     names.extend(eku.other.iter().map(|oid| oid.to_id_string()));
-    Ok(Some(ExtKeyUsageFacts {
-        critical: ext.critical,
-        names,
-    }))
+    Ok(Some(ExtKeyUsageFacts { critical: ext.critical, names }))
 }
 
 fn key_type(cert: &X509Certificate<'_>) -> String {
@@ -171,12 +146,7 @@ fn key_type(cert: &X509Certificate<'_>) -> String {
     let alg = spki.algorithm.algorithm.to_id_string();
     match alg.as_str() {
         "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|oid| oid.to_id_string());
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|oid| oid.to_id_string());
             match curve.as_deref() {
                 Some("1.2.840.10045.3.1.7") => "ECDSA P-256".to_owned(),
                 Some("1.3.132.0.34") => "ECDSA P-384".to_owned(),

@@ -25,10 +25,8 @@ pub enum Command {
     /// Issue one X.509-SVID and publish svid.pem, svid_key.pem and svid_bundle.pem atomically into DIR.
     Issue(IssueArgs),
     /// Print what a certificate says and whether it is a valid X.509-SVID (and why not).
-    #[command(
-        after_help = "Exit status: 0 when the certificate is a valid X.509-SVID, 1 when it is not, \
-                            2 on usage errors or unreadable input."
-    )]
+    #[command(after_help = "Exit status: 0 when the certificate is a valid X.509-SVID, 1 when it is not, \
+                            2 on usage errors or unreadable input.")]
     Inspect(InspectArgs),
 }
 

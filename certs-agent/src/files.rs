@@ -30,11 +30,7 @@ pub struct FsError {
 
 impl FsError {
     pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        FsError {
-            action,
-            path: path.into(),
-            source,
-        }
+        FsError { action, path: path.into(), source }
     }
 
     pub fn kind(&self) -> io::ErrorKind {
@@ -44,11 +40,7 @@ impl FsError {
 
 /// Creates `dir` and missing parents with mode 0700; an existing directory is left as it is.
 pub fn create_private_dir(dir: &Path) -> Result<(), FsError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|e| FsError::new("create directory", dir, e))
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| FsError::new("create directory", dir, e))
 }
 
 /// Creates `path` (which must not exist) with `mode`, writes `contents` and fsyncs the file.
@@ -59,8 +51,7 @@ pub fn write_synced(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsErr
         .mode(mode)
         .open(path)
         .map_err(|e| FsError::new("create", path, e))?;
-    file.write_all(contents)
-        .map_err(|e| FsError::new("write", path, e))?;
+    file.write_all(contents).map_err(|e| FsError::new("write", path, e))?;
     file.sync_all().map_err(|e| FsError::new("fsync", path, e))
 }
 
@@ -83,9 +74,7 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsE
 
 /// fsyncs a directory, making the creation, rename or removal of its entries durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| FsError::new("fsync directory", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FsError::new("fsync directory", dir, e))
 }
 
 /// Removes a file or symlink if it exists.
@@ -103,9 +92,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
 
 /// The permission bits of `path` (following symlinks).
 pub fn mode_of(path: &Path) -> Result<u32, FsError> {
-    fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .map_err(|e| FsError::new("stat", path, e))
+    fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).map_err(|e| FsError::new("stat", path, e))
 }
 
 /// Whether a mode lets group or others read, write or execute.
@@ -123,10 +110,7 @@ pub fn parent_of(path: &Path) -> PathBuf {
 
 /// `dir/<prefix><file name><suffix>`, e.g. the hidden temporary twin of a file.
 fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     parent_of(path).join(format!("{prefix}{name}{suffix}"))
 }
 

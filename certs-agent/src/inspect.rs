@@ -30,10 +30,7 @@ pub enum InspectError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{}: {reason}", path.display())]
-    Pem {
-        path: PathBuf,
-        reason: pem::PemError,
-    },
+    Pem { path: PathBuf, reason: pem::PemError },
     #[error("{}: the first certificate does not parse: {reason}", path.display())]
     Malformed { path: PathBuf, reason: String },
     #[error("trust bundle {}: {reason}", path.display())]
@@ -79,44 +76,29 @@ impl Report {
 
 /// Inspects `path`: a PEM file (leaf first) or an identity directory (its `svid.pem`, and its
 /// `svid_bundle.pem` when present). `bundle` overrides the bundle.
-pub fn inspect(
-    path: &Path,
-    bundle: Option<&Path>,
-    now: OffsetDateTime,
-) -> Result<Report, InspectError> {
+pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Result<Report, InspectError> {
     let (cert_file, bundle_file) = input_files(path, bundle);
     let chain = read_chain(&cert_file)?;
-    let (leaf, intermediates) = chain.split_first().ok_or_else(|| InspectError::Pem {
-        path: cert_file.clone(),
-        reason: pem::PemError::NoCertificates,
-    })?;
-    let facts = cert_facts::parse(leaf).map_err(|reason| InspectError::Malformed {
-        path: cert_file.clone(),
-        reason,
-    })?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| InspectError::Pem { path: cert_file.clone(), reason: pem::PemError::NoCertificates })?;
+    let facts =
+        cert_facts::parse(leaf).map_err(|reason| InspectError::Malformed { path: cert_file.clone(), reason })?;
     let spiffe_id = spiffe_id(&facts);
 
     let mut violations = Violations::default();
     leaf_rules(leaf, &mut violations);
     if facts.key_usage.as_ref().is_some_and(|ku| !ku.critical) {
-        violations.push(
-            "keyUsage",
-            "key usage is not marked critical (X509-SVID §4.3 requires it)".into(),
-        );
+        violations.push("keyUsage", "key usage is not marked critical (X509-SVID §4.3 requires it)".into());
     }
     validity_rules(&facts, now, &mut violations);
     let chain = match (bundle_file, &spiffe_id) {
         (None, _) => ChainCheck::Skipped("no trust bundle given"),
-        (Some(_), Err(_)) => {
-            ChainCheck::Skipped("the leaf has no valid SPIFFE ID to pick a trust domain")
-        }
+        (Some(_), Err(_)) => ChainCheck::Skipped("the leaf has no valid SPIFFE ID to pick a trust domain"),
         (Some(file), Ok(id)) => {
             let bundle = read_bundle(&file, id)?;
             match chain_rules(&bundle, leaf, intermediates, now, &mut violations) {
-                ChainOutcome::Verified => ChainCheck::Verified {
-                    bundle: file,
-                    roots: bundle.roots().len(),
-                },
+                ChainOutcome::Verified => ChainCheck::Verified { bundle: file, roots: bundle.roots().len() },
                 ChainOutcome::Failed => ChainCheck::Failed { bundle: file },
                 ChainOutcome::Undetermined(why) => ChainCheck::Skipped(why),
             }
@@ -146,20 +128,13 @@ fn input_files(path: &Path, bundle: Option<&Path>) -> (PathBuf, Option<PathBuf>)
 }
 
 fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, InspectError> {
-    pem::certificates(&files::read(file)?).map_err(|reason| InspectError::Pem {
-        path: file.to_path_buf(),
-        reason,
-    })
+    pem::certificates(&files::read(file)?).map_err(|reason| InspectError::Pem { path: file.to_path_buf(), reason })
 }
 
 /// The bundle for the leaf's trust domain.
 fn read_bundle(file: &Path, id: &SpiffeId) -> Result<TrustBundle, InspectError> {
-    TrustBundle::from_pem(id.trust_domain(), &files::read(file)?).map_err(|e| {
-        InspectError::Bundle {
-            path: file.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })
+    TrustBundle::from_pem(id.trust_domain(), &files::read(file)?)
+        .map_err(|e| InspectError::Bundle { path: file.to_path_buf(), reason: e.to_string() })
 }
 
 /// Violations in order, without duplicates (the leaf rules and the chain check can report the same one).
@@ -180,9 +155,7 @@ impl Violations {
 fn spiffe_id(facts: &CertFacts) -> Result<SpiffeId, String> {
     match facts.uri_sans.as_slice() {
         [] => Err("none (no URI SAN)".into()),
-        [uri] => {
-            SpiffeId::parse(uri).map_err(|e| format!("none ({uri:?} is not a SPIFFE ID: {e})"))
-        }
+        [uri] => SpiffeId::parse(uri).map_err(|e| format!("none ({uri:?} is not a SPIFFE ID: {e})")),
         many => Err(format!("ambiguous ({} URI SANs)", many.len())),
     }
 }
@@ -190,25 +163,17 @@ fn spiffe_id(facts: &CertFacts) -> Result<SpiffeId, String> {
 /// The SPIFFE leaf rules, as the policy crate states them.
 fn leaf_rules(leaf: &CertificateDer<'_>, out: &mut Violations) {
     match svid::leaf_rule_violations(leaf, None) {
-        Ok(rules) => rules
-            .iter()
-            .for_each(|r| out.push(rule_field(r), r.to_string())),
+        Ok(rules) => rules.iter().for_each(|r| out.push(rule_field(r), r.to_string())),
         Err(e) => out.push("certificate", e.to_string()),
     }
 }
 
 fn validity_rules(facts: &CertFacts, now: OffsetDateTime, out: &mut Violations) {
     if now < facts.not_before {
-        out.push(
-            "validity",
-            format!("not valid yet: notBefore is {}", rfc3339(facts.not_before)),
-        );
+        out.push("validity", format!("not valid yet: notBefore is {}", rfc3339(facts.not_before)));
     }
     if now > facts.not_after {
-        out.push(
-            "validity",
-            format!("expired: notAfter was {}", rfc3339(facts.not_after)),
-        );
+        out.push("validity", format!("expired: notAfter was {}", rfc3339(facts.not_after)));
     }
 }
 
@@ -261,28 +226,20 @@ fn rule_field(rule: &SvidRule) -> &'static str {
         | SvidRule::InvalidId { .. }
         | SvidRule::NoPath { .. } => "subjectAltName",
         SvidRule::IsCa => "basicConstraints",
-        SvidRule::NoKeyUsage
-        | SvidRule::NoDigitalSignature
-        | SvidRule::KeyCertSign
-        | SvidRule::CrlSign => "keyUsage",
+        SvidRule::NoKeyUsage | SvidRule::NoDigitalSignature | SvidRule::KeyCertSign | SvidRule::CrlSign => "keyUsage",
         SvidRule::MissingEku { .. } => "extendedKeyUsage",
     }
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "(none)".into()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "(none)".into() } else { items.join(", ") }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let facts = &self.facts;
-        let line = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
-            writeln!(f, "{label:<16}{value}")
-        };
+        let line =
+            |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| writeln!(f, "{label:<16}{value}");
         line(f, "file:", &self.cert_file.display())?;
         match &self.spiffe_id {
             Ok(id) => line(f, "SPIFFE ID:", id)?,
@@ -293,21 +250,11 @@ impl fmt::Display for Report {
         line(f, "serial:", &facts.serial)?;
         line(f, "not before:", &rfc3339(facts.not_before))?;
         let left = if self.now > facts.not_after {
-            format!(
-                "expired {} ago",
-                human(validity::remaining(facts.not_after, self.now))
-            )
+            format!("expired {} ago", human(validity::remaining(facts.not_after, self.now)))
         } else {
-            format!(
-                "{} left",
-                human(validity::remaining(self.now, facts.not_after))
-            )
+            format!("{} left", human(validity::remaining(self.now, facts.not_after)))
         };
-        line(
-            f,
-            "not after:",
-            &format!("{} ({left})", rfc3339(facts.not_after)),
-        )?;
+        line(f, "not after:", &format!("{} ({left})", rfc3339(facts.not_after)))?;
         line(f, "key type:", &facts.key_type)?;
         line(f, "URI SANs:", &list_or_none(&facts.uri_sans))?;
         line(f, "DNS SANs:", &list_or_none(&facts.dns_sans))?;
@@ -317,24 +264,14 @@ impl fmt::Display for Report {
         };
         line(f, "CA:", &ca)?;
         let ku = match &facts.key_usage {
-            Some(ku) => format!(
-                "{}{}",
-                ku.names.join(", "),
-                if ku.critical {
-                    " (critical)"
-                } else {
-                    " (not critical)"
-                }
-            ),
+            Some(ku) => {
+                format!("{}{}", ku.names.join(", "), if ku.critical { " (critical)" } else { " (not critical)" })
+            }
             None => "(none)".into(),
         };
         line(f, "key usage:", &ku)?;
         let eku = match &facts.ext_key_usage {
-            Some(eku) => format!(
-                "{}{}",
-                eku.names.join(", "),
-                if eku.critical { " (critical)" } else { "" }
-            ),
+            Some(eku) => format!("{}{}", eku.names.join(", "), if eku.critical { " (critical)" } else { "" }),
             None => "(none)".into(),
         };
         line(f, "ext key usage:", &eku)?;
@@ -342,10 +279,7 @@ impl fmt::Display for Report {
         let chain = match &self.chain {
             ChainCheck::Verified { bundle, roots } => {
                 let plural = if *roots == 1 { "" } else { "s" };
-                format!(
-                    "verified for serverAuth and clientAuth against {} ({roots} root{plural})",
-                    bundle.display()
-                )
+                format!("verified for serverAuth and clientAuth against {} ({roots} root{plural})", bundle.display())
             }
             ChainCheck::Failed { bundle } => {
                 format!("does not verify against {}", bundle.display())
@@ -370,10 +304,7 @@ mod tests {
     use super::*;
     use crate::{ca::Ca, issuer::Issuer};
     use policy::TrustDomain;
-    use rcgen::{
-        CertificateParams, CustomExtension, ExtendedKeyUsagePurpose, KeyPair, SanType,
-        string::Ia5String,
-    };
+    use rcgen::{CertificateParams, CustomExtension, ExtendedKeyUsagePurpose, KeyPair, SanType, string::Ia5String};
     use std::time::Duration;
 
     /// A leaf signed by a fresh CA from `params`, written with the CA bundle into `dir`.
@@ -397,18 +328,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let td = TrustDomain::parse("example.org").unwrap();
         let now = OffsetDateTime::now_utc();
-        let issuer =
-            Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
+        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
         let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
         let svid = issuer.issue(&id, Duration::from_secs(3600), now).unwrap();
         let cert = tmp.path().join("svid.pem");
         std::fs::write(&cert, &svid.chain_pem).unwrap();
         let report = inspect(&cert, Some(&issuer.ca().dir().bundle()), now).unwrap();
         assert!(report.is_valid(), "{report}");
-        assert!(matches!(
-            report.chain,
-            ChainCheck::Verified { roots: 1, .. }
-        ));
+        assert!(matches!(report.chain, ChainCheck::Verified { roots: 1, .. }));
         assert_eq!(report.spiffe_id.unwrap(), id);
     }
 
@@ -416,11 +343,9 @@ mod tests {
     fn every_broken_rule_is_listed_with_its_field() {
         let tmp = tempfile::tempdir().unwrap();
         let mut params = CertificateParams::default();
-        params.subject_alt_names =
-            vec![uri("spiffe://example.org/a"), uri("spiffe://example.org/b")];
+        params.subject_alt_names = vec![uri("spiffe://example.org/a"), uri("spiffe://example.org/b")];
         // Key usage written by hand, not critical (rcgen always marks its own critical).
-        let mut ku =
-            CustomExtension::from_oid_content(&[2, 5, 29, 15], vec![0x03, 0x02, 0x07, 0x80]);
+        let mut ku = CustomExtension::from_oid_content(&[2, 5, 29, 15], vec![0x03, 0x02, 0x07, 0x80]);
         ku.set_criticality(false);
         params.custom_extensions = vec![ku];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -432,10 +357,7 @@ mod tests {
         assert!(fields.contains(&"subjectAltName"), "{report}");
         assert!(fields.contains(&"extendedKeyUsage"), "{report}");
         assert!(
-            report
-                .violations
-                .iter()
-                .any(|v| v.field == "keyUsage" && v.rule.contains("not marked critical")),
+            report.violations.iter().any(|v| v.field == "keyUsage" && v.rule.contains("not marked critical")),
             "{report}"
         );
         assert!(matches!(report.chain, ChainCheck::Skipped(_)), "{report}");

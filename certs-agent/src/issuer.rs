@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use policy::{Role, SpiffeId, SpiffeIdError, TrustBundle, TrustDomain, svid::SvidError};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, string::Ia5String,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, SanType, string::Ia5String,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -34,19 +34,12 @@ pub enum IssueError {
     #[error("SPIFFE ID {id} has no path; a workload SVID needs one (e.g. {id}/ns/default/sa/web)")]
     NoPath { id: SpiffeId },
     #[error("SPIFFE ID {id} is outside the CA's trust domain {ca_trust_domain}")]
-    ForeignTrustDomain {
-        id: SpiffeId,
-        ca_trust_domain: TrustDomain,
-    },
+    ForeignTrustDomain { id: SpiffeId, ca_trust_domain: TrustDomain },
     #[error(
         "TTL {} would outlive the CA: it expires at {} ({} left); use a shorter --ttl or rotate the CA",
         human(*ttl), validity::rfc3339(*ca_not_after), human(*ca_remaining)
     )]
-    OutlivesCa {
-        ttl: Duration,
-        ca_remaining: Duration,
-        ca_not_after: OffsetDateTime,
-    },
+    OutlivesCa { ttl: Duration, ca_remaining: Duration, ca_not_after: OffsetDateTime },
     #[error("the CA expired at {}; rotate it before issuing", validity::rfc3339(*ca_not_after))]
     CaExpired { ca_not_after: OffsetDateTime },
     #[error("cannot generate the SVID: {0}")]
@@ -109,33 +102,21 @@ impl Issuer {
     /// Parses `text` as the SPIFFE ID of a workload this CA may issue for: valid syntax, a path, and the
     /// CA's trust domain.
     pub fn workload_id(&self, text: &str) -> Result<SpiffeId, IssueError> {
-        let id = SpiffeId::parse(text).map_err(|reason| IssueError::InvalidId {
-            text: text.to_owned(),
-            reason,
-        })?;
+        let id = SpiffeId::parse(text).map_err(|reason| IssueError::InvalidId { text: text.to_owned(), reason })?;
         self.check_id(&id)?;
         Ok(id)
     }
 
     /// Issues an SVID for `id` valid from `now` (back-dated, but never before the CA's notBefore) for `ttl`.
     /// Refuses a `ttl` that would end after the CA does.
-    pub fn issue(
-        &self,
-        id: &SpiffeId,
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> Result<IssuedSvid, IssueError> {
+    pub fn issue(&self, id: &SpiffeId, ttl: Duration, now: OffsetDateTime) -> Result<IssuedSvid, IssueError> {
         self.check_id(id)?;
         let now = validity::whole_seconds(now);
         let ca_not_after = self.ca.not_after();
         if ca_not_after <= now {
             return Err(IssueError::CaExpired { ca_not_after });
         }
-        let outlives = || IssueError::OutlivesCa {
-            ttl,
-            ca_remaining: self.ca.remaining(now),
-            ca_not_after,
-        };
+        let outlives = || IssueError::OutlivesCa { ttl, ca_remaining: self.ca.remaining(now), ca_not_after };
         let not_after = validity::add(now, ttl).ok_or_else(outlives)?;
         if not_after > ca_not_after {
             return Err(outlives());
@@ -143,16 +124,10 @@ impl Issuer {
         let not_before = (now - validity::BACKDATE).max(self.ca.not_before());
 
         let serial = Serial::random()?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| IssueError::Generate(e.to_string()))?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| IssueError::Generate(e.to_string()))?;
         let params = leaf_params(id, &serial, not_before, not_after)?;
-        let signer = self
-            .ca
-            .signer()
-            .map_err(|e| IssueError::Generate(format!("CA certificate: {e}")))?;
-        let leaf = params
-            .signed_by(&key, &signer)
-            .map_err(|e| IssueError::Generate(e.to_string()))?;
+        let signer = self.ca.signer().map_err(|e| IssueError::Generate(format!("CA certificate: {e}")))?;
+        let leaf = params.signed_by(&key, &signer).map_err(|e| IssueError::Generate(e.to_string()))?;
 
         Ok(IssuedSvid {
             id: id.clone(),
@@ -224,10 +199,7 @@ fn leaf_params(
     params.is_ca = IsCa::ExplicitNoCa;
     // rcgen always marks key usage critical (checked by a test below).
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
     Ok(params)
 }
@@ -259,11 +231,7 @@ mod tests {
         let facts = cert_facts::parse(&svid.leaf_der).unwrap();
         assert_eq!(facts.uri_sans, vec![web_id().to_string()]);
         assert!(facts.dns_sans.is_empty());
-        assert_eq!(
-            facts.san_critical,
-            Some(false),
-            "subject is non-empty, so the SAN need not be critical"
-        );
+        assert_eq!(facts.san_critical, Some(false), "subject is non-empty, so the SAN need not be critical");
         assert_eq!(facts.subject, "O=SPIFFE");
         assert_eq!(facts.issuer, issuer.ca().facts().subject);
         assert_eq!(facts.is_ca, Some(false));
@@ -275,25 +243,12 @@ mod tests {
         assert_eq!(eku.names.len(), 2);
         assert!(!facts.has_name_constraints);
         assert_eq!(facts.key_type, "ECDSA P-256");
-        assert_eq!(
-            facts.not_before,
-            validity::whole_seconds(later) - validity::BACKDATE
-        );
+        assert_eq!(facts.not_before, validity::whole_seconds(later) - validity::BACKDATE);
         assert_eq!(facts.not_after, validity::whole_seconds(later) + HOUR);
-        assert_eq!(
-            (svid.not_before, svid.not_after),
-            (facts.not_before, facts.not_after)
-        );
+        assert_eq!((svid.not_before, svid.not_after), (facts.not_before, facts.not_after));
         assert_eq!(facts.serial, svid.serial);
-        assert_eq!(
-            facts.serial.as_bytes()[0] & 0x80,
-            0,
-            "serial must be positive"
-        );
-        assert!(
-            svid.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"),
-            "PKCS#8 expected"
-        );
+        assert_eq!(facts.serial.as_bytes()[0] & 0x80, 0, "serial must be positive");
+        assert!(svid.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 expected");
         assert_eq!(svid.bundle_pem, issuer.ca().bundle_pem());
         assert!(!format!("{svid:?}").contains("PRIVATE KEY"));
     }
@@ -303,9 +258,7 @@ mod tests {
         // Straight from x509-parser, independent of cert_facts.
         let tmp = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
-        let svid = issuer_with_ttl(tmp.path(), 24 * HOUR, now)
-            .issue(&web_id(), HOUR, now)
-            .unwrap();
+        let svid = issuer_with_ttl(tmp.path(), 24 * HOUR, now).issue(&web_id(), HOUR, now).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&svid.leaf_der).unwrap();
         let ku = cert.key_usage().unwrap().unwrap();
         assert!(ku.critical);
@@ -342,9 +295,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let issuer = issuer_with_ttl(tmp.path(), 24 * HOUR, now);
         // Issued the same second as the CA: back-dating stops at the CA's notBefore (also back-dated).
-        let svid = issuer
-            .issue(&web_id(), HOUR, now - validity::BACKDATE)
-            .unwrap();
+        let svid = issuer.issue(&web_id(), HOUR, now - validity::BACKDATE).unwrap();
         assert_eq!(svid.not_before, issuer.ca().not_before());
     }
 
@@ -353,17 +304,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
         let issuer = issuer_with_ttl(tmp.path(), 2 * HOUR, now);
-        assert!(
-            issuer.issue(&web_id(), 2 * HOUR, now).is_ok(),
-            "ending exactly with the CA is fine"
-        );
+        assert!(issuer.issue(&web_id(), 2 * HOUR, now).is_ok(), "ending exactly with the CA is fine");
         let err = issuer.issue(&web_id(), 3 * HOUR, now).unwrap_err();
         assert!(matches!(err, IssueError::OutlivesCa { .. }), "{err}");
         let text = err.to_string();
-        assert!(
-            text.contains("would outlive the CA") && text.contains("2h left"),
-            "{text}"
-        );
+        assert!(text.contains("would outlive the CA") && text.contains("2h left"), "{text}");
         let err = issuer.issue(&web_id(), Duration::MAX, now).unwrap_err();
         assert!(matches!(err, IssueError::OutlivesCa { .. }), "{err}");
     }
@@ -373,13 +318,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let past = OffsetDateTime::now_utc() - time::Duration::hours(3);
         let issuer = issuer_with_ttl(tmp.path(), HOUR, past);
-        let err = issuer
-            .issue(
-                &web_id(),
-                Duration::from_secs(60),
-                OffsetDateTime::now_utc(),
-            )
-            .unwrap_err();
+        let err = issuer.issue(&web_id(), Duration::from_secs(60), OffsetDateTime::now_utc()).unwrap_err();
         assert!(matches!(err, IssueError::CaExpired { .. }), "{err}");
     }
 
@@ -387,21 +326,9 @@ mod tests {
     fn ids_are_checked_against_the_ca() {
         let tmp = tempfile::tempdir().unwrap();
         let issuer = issuer_with_ttl(tmp.path(), 2 * HOUR, OffsetDateTime::now_utc());
-        assert_eq!(
-            issuer
-                .workload_id("spiffe://example.org/a")
-                .unwrap()
-                .as_str(),
-            "spiffe://example.org/a"
-        );
-        assert!(matches!(
-            issuer.workload_id("spiffe://example.org"),
-            Err(IssueError::NoPath { .. })
-        ));
-        assert!(matches!(
-            issuer.workload_id("spiffe://other.org/a"),
-            Err(IssueError::ForeignTrustDomain { .. })
-        ));
+        assert_eq!(issuer.workload_id("spiffe://example.org/a").unwrap().as_str(), "spiffe://example.org/a");
+        assert!(matches!(issuer.workload_id("spiffe://example.org"), Err(IssueError::NoPath { .. })));
+        assert!(matches!(issuer.workload_id("spiffe://other.org/a"), Err(IssueError::ForeignTrustDomain { .. })));
         let err = issuer.workload_id("spiffe://Example.org/a").unwrap_err();
         assert!(matches!(err, IssueError::InvalidId { .. }), "{err}");
         assert!(err.to_string().contains("lowercase"), "{err}");
@@ -416,18 +343,13 @@ mod tests {
     fn issued_svid_verifies_under_the_bundle_in_both_roles() {
         let tmp = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
-        let svid = issuer_with_ttl(tmp.path(), 24 * HOUR, now)
-            .issue(&web_id(), HOUR, now)
-            .unwrap();
+        let svid = issuer_with_ttl(tmp.path(), 24 * HOUR, now).issue(&web_id(), HOUR, now).unwrap();
         svid.verify(now).unwrap();
         // And not under another root of the same trust domain.
         let other = tempfile::tempdir().unwrap();
         let foreign = issuer_with_ttl(other.path(), 24 * HOUR, now);
         let mut mixed = svid.clone();
         mixed.bundle_pem = foreign.ca().bundle_pem().to_owned();
-        assert!(matches!(
-            mixed.verify(now),
-            Err(IssueError::SelfCheck { .. })
-        ));
+        assert!(matches!(mixed.verify(now), Err(IssueError::SelfCheck { .. })));
     }
 }

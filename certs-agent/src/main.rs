@@ -25,25 +25,17 @@ const STATUS_USAGE: u8 = 2;
 
 impl Failure {
     fn failed(e: impl std::fmt::Display) -> Self {
-        Failure {
-            message: e.to_string(),
-            status: STATUS_FAILED,
-        }
+        Failure { message: e.to_string(), status: STATUS_FAILED }
     }
     fn usage(e: impl std::fmt::Display) -> Self {
-        Failure {
-            message: e.to_string(),
-            status: STATUS_USAGE,
-        }
+        Failure { message: e.to_string(), status: STATUS_USAGE }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ca {
-            command: CaCommand::Init(args),
-        } => ca_init(&args),
+        Command::Ca { command: CaCommand::Init(args) } => ca_init(&args),
         Command::Issue(args) => issue(&args),
         Command::Inspect(args) => inspect(&args),
     };
@@ -61,12 +53,10 @@ fn parse_ttl(text: &str) -> Result<Duration, Failure> {
 }
 
 fn ca_init(args: &CaInitArgs) -> Result<u8, Failure> {
-    let trust_domain = TrustDomain::parse(&args.trust_domain).map_err(|e| {
-        Failure::usage(format!("invalid trust domain {:?}: {e}", args.trust_domain))
-    })?;
+    let trust_domain = TrustDomain::parse(&args.trust_domain)
+        .map_err(|e| Failure::usage(format!("invalid trust domain {:?}: {e}", args.trust_domain)))?;
     let ttl = parse_ttl(&args.ttl)?;
-    let ca = Ca::init(&args.dir, &trust_domain, ttl, OffsetDateTime::now_utc())
-        .map_err(Failure::failed)?;
+    let ca = Ca::init(&args.dir, &trust_domain, ttl, OffsetDateTime::now_utc()).map_err(Failure::failed)?;
     println!(
         "created root CA for spiffe://{} in {} (serial {}, expires {})",
         ca.trust_domain(),
@@ -99,12 +89,8 @@ fn issue(args: &IssueArgs) -> Result<u8, Failure> {
 }
 
 fn inspect(args: &InspectArgs) -> Result<u8, Failure> {
-    let report = inspect::inspect(
-        &args.path,
-        args.bundle.as_deref(),
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(Failure::usage)?;
+    let report =
+        inspect::inspect(&args.path, args.bundle.as_deref(), OffsetDateTime::now_utc()).map_err(Failure::usage)?;
     print!("{report}");
     Ok(if report.is_valid() { 0 } else { STATUS_FAILED })
 }

@@ -84,10 +84,7 @@ pub enum PublishError {
 
 /// Publishes `payload` into `dir` (created with mode 0700 if missing) as a new version and makes it current.
 pub fn publish(dir: &Path, payload: &Payload<'_>) -> Result<Published, PublishError> {
-    let fs_err = |source| PublishError::Fs {
-        dir: dir.to_path_buf(),
-        source,
-    };
+    let fs_err = |source| PublishError::Fs { dir: dir.to_path_buf(), source };
     files::create_private_dir(dir).map_err(fs_err)?;
 
     let (version_name, version_dir) = create_version_dir(dir)?;
@@ -99,11 +96,7 @@ pub fn publish(dir: &Path, payload: &Payload<'_>) -> Result<Published, PublishEr
     files::sync_dir(dir).map_err(fs_err)?;
 
     let (removed, cleanup_errors) = remove_old_versions(dir, &version_name);
-    Ok(Published {
-        version_dir,
-        removed,
-        cleanup_errors,
-    })
+    Ok(Published { version_dir, removed, cleanup_errors })
 }
 
 /// The version directory `..data` points to now, if any.
@@ -128,8 +121,7 @@ fn version_name(t: OffsetDateTime) -> String {
 
 /// Whether `name` is a version directory name (ours to delete when it is not current).
 fn is_version_name(name: &str) -> bool {
-    name.strip_prefix("..")
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    name.strip_prefix("..").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Creates a fresh, empty version directory. A name already taken (a leftover, or the same nanosecond)
@@ -138,11 +130,7 @@ fn create_version_dir(dir: &Path) -> Result<(String, PathBuf), PublishError> {
     use std::os::unix::fs::DirBuilderExt;
     let base = version_name(OffsetDateTime::now_utc());
     for attempt in 0..100 {
-        let name = if attempt == 0 {
-            base.clone()
-        } else {
-            format!("{base}_{attempt}")
-        };
+        let name = if attempt == 0 { base.clone() } else { format!("{base}_{attempt}") };
         let path = dir.join(&name);
         match fs::DirBuilder::new().mode(DIR_MODE).create(&path) {
             Ok(()) => return Ok((name, path)),
@@ -155,21 +143,14 @@ fn create_version_dir(dir: &Path) -> Result<(String, PathBuf), PublishError> {
             }
         }
     }
-    Err(PublishError::NoVersionName {
-        dir: dir.to_path_buf(),
-        name: base,
-    })
+    Err(PublishError::NoVersionName { dir: dir.to_path_buf(), name: base })
 }
 
 /// Writes and fsyncs the three files, then the directory itself. The key goes first.
 fn write_version(version_dir: &Path, payload: &Payload<'_>) -> Result<(), FsError> {
     files::write_synced(&version_dir.join(KEY_FILE), payload.key_pem, KEY_MODE)?;
     files::write_synced(&version_dir.join(CERT_FILE), payload.chain_pem, CERT_MODE)?;
-    files::write_synced(
-        &version_dir.join(BUNDLE_FILE),
-        payload.bundle_pem,
-        CERT_MODE,
-    )?;
+    files::write_synced(&version_dir.join(BUNDLE_FILE), payload.bundle_pem, CERT_MODE)?;
     files::sync_dir(version_dir)
 }
 
@@ -225,24 +206,12 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn payload(tag: &str) -> (String, String, String) {
-        (
-            format!("chain {tag}"),
-            format!("key {tag}"),
-            format!("bundle {tag}"),
-        )
+        (format!("chain {tag}"), format!("key {tag}"), format!("bundle {tag}"))
     }
 
     fn publish_tag(dir: &Path, tag: &str) -> Published {
         let (c, k, b) = payload(tag);
-        publish(
-            dir,
-            &Payload {
-                chain_pem: c.as_bytes(),
-                key_pem: k.as_bytes(),
-                bundle_pem: b.as_bytes(),
-            },
-        )
-        .unwrap()
+        publish(dir, &Payload { chain_pem: c.as_bytes(), key_pem: k.as_bytes(), bundle_pem: b.as_bytes() }).unwrap()
     }
 
     fn read(dir: &Path, name: &str) -> String {
@@ -264,19 +233,12 @@ mod tests {
         assert!(is_version_name(data.to_str().unwrap()), "{data:?}");
         assert!(data.is_relative());
         for name in VISIBLE_FILES {
-            assert_eq!(
-                fs::read_link(dir.join(name)).unwrap(),
-                Path::new("..data").join(name)
-            );
+            assert_eq!(fs::read_link(dir.join(name)).unwrap(), Path::new("..data").join(name));
         }
         assert_eq!(read(dir, CERT_FILE), format!("chain {tag}"));
         assert_eq!(read(dir, KEY_FILE), format!("key {tag}"));
         assert_eq!(read(dir, BUNDLE_FILE), format!("bundle {tag}"));
-        let key_mode = fs::metadata(dir.join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let key_mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(key_mode, 0o600);
         assert!(!dir.join(DATA_TMP_LINK).exists());
         assert!(fs::symlink_metadata(dir.join(DATA_TMP_LINK)).is_err());
@@ -288,10 +250,7 @@ mod tests {
         let dir = tmp.path().join("id");
         let published = publish_tag(&dir, "one");
         assert_layout(&dir, "one");
-        assert_eq!(
-            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(current_version(&dir).unwrap(), published.version_dir);
         assert_eq!(version_dirs(&dir).len(), 1);
     }
@@ -363,10 +322,7 @@ mod tests {
         let dir = tmp.path();
         publish_tag(dir, "one");
         let held = fs::canonicalize(dir.join(DATA_LINK)).unwrap();
-        assert_eq!(
-            fs::read_to_string(held.join(CERT_FILE)).unwrap(),
-            "chain one"
-        );
+        assert_eq!(fs::read_to_string(held.join(CERT_FILE)).unwrap(), "chain one");
         assert_eq!(fs::read_to_string(held.join(KEY_FILE)).unwrap(), "key one");
     }
 

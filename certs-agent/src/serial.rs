@@ -41,11 +41,7 @@ impl Serial {
     pub fn to_hex(&self) -> String {
         let start = self.0.iter().position(|&b| b != 0).unwrap_or(self.0.len());
         let digits: String = self.0[start..].iter().map(|b| format!("{b:02x}")).collect();
-        if digits.is_empty() {
-            "00".to_owned()
-        } else {
-            digits
-        }
+        if digits.is_empty() { "00".to_owned() } else { digits }
     }
 
     pub(crate) fn to_rcgen(&self) -> rcgen::SerialNumber {

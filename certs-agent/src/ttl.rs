@@ -16,14 +16,10 @@ pub enum TtlError {
 
 /// Parses a lifetime such as `1h` or `8760h`.
 pub fn parse_ttl(text: &str) -> Result<Duration, TtlError> {
-    let ttl = humantime::parse_duration(text.trim()).map_err(|e| TtlError::Syntax {
-        text: text.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let ttl = humantime::parse_duration(text.trim())
+        .map_err(|e| TtlError::Syntax { text: text.to_owned(), reason: e.to_string() })?;
     if ttl.is_zero() {
-        return Err(TtlError::Zero {
-            text: text.to_owned(),
-        });
+        return Err(TtlError::Zero { text: text.to_owned() });
     }
     Ok(ttl)
 }
@@ -32,16 +28,8 @@ pub fn parse_ttl(text: &str) -> Result<Duration, TtlError> {
 pub fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
     let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
-    let text: Vec<String> = parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_owned()
-    } else {
-        text.join(" ")
-    }
+    let text: Vec<String> = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".to_owned() } else { text.join(" ") }
 }
 
 #[cfg(test)]
@@ -53,10 +41,7 @@ mod tests {
         assert_eq!(parse_ttl("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(
-            parse_ttl("8760h").unwrap(),
-            Duration::from_secs(8760 * 3600)
-        );
+        assert_eq!(parse_ttl("8760h").unwrap(), Duration::from_secs(8760 * 3600));
     }
 
     #[test]
@@ -71,10 +56,7 @@ mod tests {
     fn human_rounds_to_seconds() {
         assert_eq!(human(Duration::from_millis(3_599_999)), "59m 59s");
         assert_eq!(human(Duration::from_secs(9000 * 3600)), "9000h");
-        assert_eq!(
-            human(Duration::from_secs(8760 * 3600 - 10)),
-            "8759h 59m 50s"
-        );
+        assert_eq!(human(Duration::from_secs(8760 * 3600 - 10)), "8759h 59m 50s");
         assert_eq!(human(Duration::from_millis(999)), "0s");
     }
 }

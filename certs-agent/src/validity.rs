@@ -29,8 +29,7 @@ pub fn remaining(now: OffsetDateTime, not_after: OffsetDateTime) -> Duration {
 
 /// `t` as RFC 3339 text, e.g. `2026-01-01T12:00:00Z`.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// `t` as seconds since the Unix epoch for rustls-webpki (times before 1970 clamp to zero).
@@ -55,9 +54,6 @@ mod tests {
     fn remaining_is_zero_after_expiry() {
         let t = OffsetDateTime::UNIX_EPOCH;
         assert_eq!(remaining(t + time::Duration::seconds(5), t), Duration::ZERO);
-        assert_eq!(
-            remaining(t, t + time::Duration::seconds(5)),
-            Duration::from_secs(5)
-        );
+        assert_eq!(remaining(t, t + time::Duration::seconds(5)), Duration::from_secs(5));
     }
 }

@@ -17,10 +17,7 @@ use time::OffsetDateTime;
 const ID: &str = "spiffe://example.org/ns/web/sa/frontend";
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_certs-agent"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_certs-agent")).args(args).output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -40,27 +37,12 @@ fn mode(p: &Path) -> u32 {
 }
 
 fn init_ca(dir: &Path) {
-    let out = run(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--dir",
-        path(dir),
-    ]);
+    let out = run(&["ca", "init", "--trust-domain", "example.org", "--dir", path(dir)]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 fn issue(ca: &Path, out_dir: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "issue",
-        "--ca-dir",
-        path(ca),
-        "--id",
-        ID,
-        "--out",
-        path(out_dir),
-    ];
+    let mut args = vec!["issue", "--ca-dir", path(ca), "--id", ID, "--out", path(out_dir)];
     args.extend_from_slice(extra);
     run(&args)
 }
@@ -84,46 +66,20 @@ fn ca_init_writes_private_files_and_refuses_to_overwrite() {
     assert!(ca.join("ca.pem").is_file() && ca.join("bundle.pem").is_file());
     let key = fs::read(ca.join("ca_key.pem")).unwrap();
 
-    let again = run(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--dir",
-        path(&ca),
-    ]);
+    let again = run(&["ca", "init", "--trust-domain", "example.org", "--dir", path(&ca)]);
     assert_eq!(again.status.code(), Some(1));
     let line = error_line(&again);
-    assert!(
-        line.contains("already exists") && line.contains("ca_key.pem"),
-        "{line}"
-    );
+    assert!(line.contains("already exists") && line.contains("ca_key.pem"), "{line}");
     assert_eq!(fs::read(ca.join("ca_key.pem")).unwrap(), key);
 }
 
 #[test]
 fn ca_init_rejects_a_bad_trust_domain_and_ttl() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "Example.org",
-        "--dir",
-        path(tmp.path()),
-    ]);
+    let out = run(&["ca", "init", "--trust-domain", "Example.org", "--dir", path(tmp.path())]);
     assert_eq!(out.status.code(), Some(2));
     assert!(error_line(&out).contains("lowercase"));
-    let out = run(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--dir",
-        path(tmp.path()),
-        "--ttl",
-        "1y2x",
-    ]);
+    let out = run(&["ca", "init", "--trust-domain", "example.org", "--dir", path(tmp.path()), "--ttl", "1y2x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(error_line(&out).contains("invalid duration"));
     assert!(!tmp.path().join("ca.pem").exists());
@@ -141,22 +97,12 @@ fn issue_publishes_the_atomic_layout() {
     assert_eq!(mode(&id), 0o700);
     let data = fs::read_link(id.join("..data")).unwrap();
     for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
-        assert_eq!(
-            fs::read_link(id.join(name)).unwrap(),
-            Path::new("..data").join(name)
-        );
+        assert_eq!(fs::read_link(id.join(name)).unwrap(), Path::new("..data").join(name));
         assert!(id.join(&data).join(name).is_file());
     }
     assert_eq!(mode(&id.join("svid_key.pem")), 0o600);
-    assert_eq!(
-        fs::read(id.join("svid_bundle.pem")).unwrap(),
-        fs::read(ca.join("bundle.pem")).unwrap()
-    );
-    assert!(
-        fs::read_to_string(id.join("svid_key.pem"))
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    assert_eq!(fs::read(id.join("svid_bundle.pem")).unwrap(), fs::read(ca.join("bundle.pem")).unwrap());
+    assert!(fs::read_to_string(id.join("svid_key.pem")).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
 
     // A second issue swaps ..data and removes the first version.
     let out = issue(&ca, &id, &[]);
@@ -170,24 +116,12 @@ fn issue_publishes_the_atomic_layout() {
 fn issue_refuses_a_ttl_beyond_the_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
-    let out = run(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--dir",
-        path(&ca),
-        "--ttl",
-        "2h",
-    ]);
+    let out = run(&["ca", "init", "--trust-domain", "example.org", "--dir", path(&ca), "--ttl", "2h"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = issue(&ca, &id, &["--ttl", "3h"]);
     assert_eq!(out.status.code(), Some(1));
     let line = error_line(&out);
-    assert!(
-        line.contains("would outlive the CA") && line.contains("left"),
-        "{line}"
-    );
+    assert!(line.contains("would outlive the CA") && line.contains("left"), "{line}");
     assert!(!id.join("svid.pem").exists());
 }
 
@@ -206,15 +140,7 @@ fn issue_reports_bad_ids_and_missing_ca() {
         ("spiffe://example.org/a/../b", "invalid SPIFFE ID"),
         ("https://example.org/a", "invalid SPIFFE ID"),
     ] {
-        let out = run(&[
-            "issue",
-            "--ca-dir",
-            path(&ca),
-            "--id",
-            bad,
-            "--out",
-            path(&id),
-        ]);
+        let out = run(&["issue", "--ca-dir", path(&ca), "--id", bad, "--out", path(&id)]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let line = error_line(&out);
         assert!(line.contains(why), "{bad}: {line}");
@@ -258,12 +184,7 @@ fn inspect_exit_statuses() {
     }
 
     // A file with --bundle.
-    let out = run(&[
-        "inspect",
-        path(&id.join("svid.pem")),
-        "--bundle",
-        path(&ca.join("bundle.pem")),
-    ]);
+    let out = run(&["inspect", path(&id.join("svid.pem")), "--bundle", path(&ca.join("bundle.pem"))]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     // The CA certificate is not an SVID: exit 1, one violation per line naming the field.
@@ -272,26 +193,14 @@ fn inspect_exit_statuses() {
     let text = stdout(&out);
     assert!(text.contains("NOT a valid X.509-SVID"), "{text}");
     assert!(text.contains("violation:      basicConstraints:"), "{text}");
-    assert!(
-        text.contains("violation:      keyUsage: key usage has keyCertSign"),
-        "{text}"
-    );
+    assert!(text.contains("violation:      keyUsage: key usage has keyCertSign"), "{text}");
 
     // Under a foreign root of the same trust domain: the chain fails.
     let other = tmp.path().join("other-ca");
     init_ca(&other);
-    let out = run(&[
-        "inspect",
-        path(&id),
-        "--bundle",
-        path(&other.join("bundle.pem")),
-    ]);
+    let out = run(&["inspect", path(&id), "--bundle", path(&other.join("bundle.pem"))]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("violation:      chain:"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("violation:      chain:"), "{}", stdout(&out));
 
     // Unreadable input and usage errors: exit 2.
     let out = run(&["inspect", path(&tmp.path().join("missing.pem"))]);
@@ -313,13 +222,7 @@ fn inspect_reports_an_expired_svid() {
     let past = OffsetDateTime::now_utc() - time::Duration::hours(5);
     let td = TrustDomain::parse("example.org").unwrap();
     let issuer = Issuer::new(Ca::init(&ca_dir, &td, Duration::from_secs(2 * 3600), past).unwrap());
-    let svid = issuer
-        .issue(
-            &SpiffeId::parse(ID).unwrap(),
-            Duration::from_secs(3600),
-            past,
-        )
-        .unwrap();
+    let svid = issuer.issue(&SpiffeId::parse(ID).unwrap(), Duration::from_secs(3600), past).unwrap();
     publish::publish(&id, &svid.payload()).unwrap();
 
     let out = run(&["inspect", path(&id)]);

@@ -8,24 +8,13 @@ const ID: &str = "spiffe://example.org/ns/web/sa/frontend";
 
 fn openssl(args: &[&str]) -> Option<(bool, String)> {
     let out = Command::new("openssl").args(args).output().ok()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Some((out.status.success(), text))
 }
 
 fn agent(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_certs-agent"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_certs-agent")).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn p(path: &Path) -> &str {
@@ -40,28 +29,13 @@ fn openssl_verifies_the_svid_for_both_purposes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
-    agent(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--dir",
-        p(&ca),
-    ]);
+    agent(&["ca", "init", "--trust-domain", "example.org", "--dir", p(&ca)]);
     agent(&["issue", "--ca-dir", p(&ca), "--id", ID, "--out", p(&id)]);
 
     let bundle = ca.join("bundle.pem");
     let svid = id.join("svid.pem");
     for purpose in ["sslclient", "sslserver"] {
-        let (ok, text) = openssl(&[
-            "verify",
-            "-CAfile",
-            p(&bundle),
-            "-purpose",
-            purpose,
-            p(&svid),
-        ])
-        .unwrap();
+        let (ok, text) = openssl(&["verify", "-CAfile", p(&bundle), "-purpose", purpose, p(&svid)]).unwrap();
         assert!(ok, "openssl verify -purpose {purpose}: {text}");
     }
 
@@ -73,17 +47,11 @@ fn openssl_verifies_the_svid_for_both_purposes() {
     assert_eq!(text.matches("URI:").count(), 1, "{text}");
     assert!(text.contains(&format!("URI:{ID}")), "{text}");
     assert!(text.contains("CA:FALSE"), "{text}");
-    assert!(
-        text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
-        "{text}"
-    );
+    assert!(text.contains("TLS Web Server Authentication, TLS Web Client Authentication"), "{text}");
 
     let (ok, text) = openssl(&["x509", "-in", p(&ca.join("ca.pem")), "-noout", "-text"]).unwrap();
     assert!(ok, "{text}");
-    assert!(
-        text.contains("CA:TRUE") && text.contains("URI:spiffe://example.org\n"),
-        "{text}"
-    );
+    assert!(text.contains("CA:TRUE") && text.contains("URI:spiffe://example.org\n"), "{text}");
     assert!(!text.contains("Name Constraints"), "{text}");
 
     // The key file is PKCS#8 and matches the certificate.

@@ -80,11 +80,7 @@ impl Policy {
 
     /// A policy with no rules: denies everyone.
     pub fn deny_all() -> Self {
-        let empty = PolicyFile {
-            mode: Mode::Enforce,
-            on_revoke: OnRevoke::Close,
-            rules: Vec::new(),
-        };
+        let empty = PolicyFile { mode: Mode::Enforce, on_revoke: OnRevoke::Close, rules: Vec::new() };
         Self::compile(&empty, hex_sha256(""))
     }
 
@@ -99,10 +95,7 @@ impl Policy {
                 None => every_listener.add_rule(rule, index),
                 Some(listeners) => {
                     for listener in listeners {
-                        by_listener
-                            .entry(Box::from(listener.as_str()))
-                            .or_default()
-                            .add_rule(rule, index);
+                        by_listener.entry(Box::from(listener.as_str())).or_default().add_rule(rule, index);
                     }
                 }
             }
@@ -110,11 +103,7 @@ impl Policy {
         Policy {
             mode: file.mode,
             on_revoke: file.on_revoke,
-            names: file
-                .rules
-                .iter()
-                .map(|rule| Box::from(rule.name.as_str()))
-                .collect(),
+            names: file.rules.iter().map(|rule| Box::from(rule.name.as_str())).collect(),
             every_listener,
             by_listener,
             sha256,
@@ -146,10 +135,7 @@ impl Policy {
     }
 
     fn rule_name(&self, index: RuleIndex) -> &str {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.names.get(i))
-            .map_or(DEFAULT_RULE, |name| name)
+        usize::try_from(index).ok().and_then(|i| self.names.get(i)).map_or(DEFAULT_RULE, |name| name)
     }
 
     pub fn mode(&self) -> Mode {

@@ -91,24 +91,17 @@ pub struct Rule {
 impl Rule {
     /// Whether the rule applies to the inbound listener named `listener`.
     pub fn applies_to(&self, listener: &str) -> bool {
-        self.listeners
-            .as_ref()
-            .is_none_or(|names| names.iter().any(|n| n == listener))
+        self.listeners.as_ref().is_none_or(|names| names.iter().any(|n| n == listener))
     }
 }
 
 /// Reads a policy file whole (the only I/O this crate does), refusing one over [`MAX_POLICY_BYTES`].
 pub fn read(path: &Path) -> Result<String, LoadError> {
-    let read_error = |e: std::io::Error| LoadError::Read {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let read_error = |e: std::io::Error| LoadError::Read { path: path.to_path_buf(), reason: e.to_string() };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut text = String::new();
     // One byte more than allowed tells "exactly at the cap" from "over it" without trusting metadata.
-    file.take(MAX_POLICY_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(read_error)?;
+    file.take(MAX_POLICY_BYTES as u64 + 1).read_to_string(&mut text).map_err(read_error)?;
     check_size(&text, Some(path))?;
     Ok(text)
 }
@@ -121,11 +114,7 @@ pub fn read(path: &Path) -> Result<String, LoadError> {
 pub fn parse(text: &str, path: Option<&Path>) -> Result<PolicyFile, LoadError> {
     check_size(text, path)?;
     if yaml::is_blank(text) {
-        return Err(invalid(
-            path,
-            Some((1, 1)),
-            "policy file is empty; write `rules: []` to deny everyone",
-        ));
+        return Err(invalid(path, Some((1, 1)), "policy file is empty; write `rules: []` to deny everyone"));
     }
     let raw = yaml::parse(text).map_err(|(position, reason)| invalid(path, position, reason))?;
     validate(raw).map_err(|(position, reason)| invalid(path, position, reason))
@@ -133,25 +122,14 @@ pub fn parse(text: &str, path: Option<&Path>) -> Result<PolicyFile, LoadError> {
 
 fn check_size(text: &str, path: Option<&Path>) -> Result<(), LoadError> {
     if text.len() > MAX_POLICY_BYTES {
-        let reason = format!(
-            "policy file is larger than {} MiB",
-            MAX_POLICY_BYTES / (1024 * 1024)
-        );
+        let reason = format!("policy file is larger than {} MiB", MAX_POLICY_BYTES / (1024 * 1024));
         return Err(invalid(path, None, reason));
     }
     Ok(())
 }
 
-fn invalid(
-    path: Option<&Path>,
-    position: Option<(u64, u64)>,
-    reason: impl Into<String>,
-) -> LoadError {
-    LoadError::Invalid {
-        path: path.map(Path::to_path_buf),
-        position,
-        reason: reason.into(),
-    }
+fn invalid(path: Option<&Path>, position: Option<(u64, u64)>, reason: impl Into<String>) -> LoadError {
+    LoadError::Invalid { path: path.map(Path::to_path_buf), position, reason: reason.into() }
 }
 
 /// A validation failure: where (when known) and why.
@@ -178,26 +156,14 @@ fn validate(raw: yaml::RawFile) -> Result<PolicyFile, Invalid> {
             None => None,
             Some(list) => Some(check_listeners(&name, list)?),
         };
-        let allow: Vec<Pattern> = rule.allow.into_iter().flatten().map(|p| p.value).collect();
-        let deny: Vec<Pattern> = rule.deny.into_iter().flatten().map(|p| p.value).collect();
+        let allow = rule.allow.unwrap_or_default();
+        let deny = rule.deny.unwrap_or_default();
         if allow.is_empty() && deny.is_empty() {
-            return Err((
-                name_at,
-                format!("rule {name:?} has no `allow` or `deny` patterns"),
-            ));
+            return Err((name_at, format!("rule {name:?} has no `allow` or `deny` patterns")));
         }
-        rules.push(Rule {
-            name,
-            listeners,
-            allow,
-            deny,
-        });
+        rules.push(Rule { name, listeners, allow, deny });
     }
-    Ok(PolicyFile {
-        mode: raw.mode,
-        on_revoke: raw.on_revoke,
-        rules,
-    })
+    Ok(PolicyFile { mode: raw.mode, on_revoke: raw.on_revoke, rules })
 }
 
 /// Names end up in logs and metric labels, so they must be non-blank single-line text.
@@ -206,9 +172,7 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("rule `name` must not be empty".into());
     }
     if name == DEFAULT_RULE {
-        return Err(format!(
-            "rule name {DEFAULT_RULE:?} is reserved for \"no rule matched\""
-        ));
+        return Err(format!("rule name {DEFAULT_RULE:?} is reserved for \"no rule matched\""));
     }
     if name.chars().any(char::is_control) {
         return Err(format!("rule name {name:?} contains a control character"));
@@ -216,24 +180,16 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_listeners(
-    rule: &str,
-    list: yaml::Spanned<Vec<yaml::Spanned<String>>>,
-) -> Result<Vec<String>, Invalid> {
+fn check_listeners(rule: &str, list: yaml::Spanned<Vec<yaml::Spanned<String>>>) -> Result<Vec<String>, Invalid> {
     if list.value.is_empty() {
-        let reason = format!(
-            "rule {rule:?}: `listeners` is empty; omit it to apply the rule to every listener"
-        );
+        let reason = format!("rule {rule:?}: `listeners` is empty; omit it to apply the rule to every listener");
         return Err((yaml::position(&list), reason));
     }
     list.value
         .into_iter()
         .map(|name| {
             if name.value.trim().is_empty() {
-                Err((
-                    yaml::position(&name),
-                    format!("rule {rule:?}: a listener name is empty"),
-                ))
+                Err((yaml::position(&name), format!("rule {rule:?}: a listener name is empty")))
             } else {
                 Ok(name.value)
             }

@@ -55,9 +55,7 @@ impl Pattern {
                 "*" => Pattern::OneSegment,
                 "**" => Pattern::Subtree,
                 _ => {
-                    return Err(PatternError::PartialWildcard {
-                        segment: segment.to_owned(),
-                    });
+                    return Err(PatternError::PartialWildcard { segment: segment.to_owned() });
                 }
             };
             if i + 1 != count {
@@ -173,35 +171,18 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(
-            Pattern::parse("spiffe://td/a"),
-            Ok(Pattern::Exact(id("spiffe://td/a")))
-        );
-        assert_eq!(
-            Pattern::parse("spiffe://td/a/*"),
-            Ok(Pattern::OneSegment(id("spiffe://td/a")))
-        );
-        assert_eq!(
-            Pattern::parse("spiffe://td/a/**"),
-            Ok(Pattern::Subtree(id("spiffe://td/a")))
-        );
-        assert_eq!(
-            Pattern::parse("spiffe://td/*"),
-            Ok(Pattern::OneSegment(id("spiffe://td")))
-        );
-        assert_eq!(
-            Pattern::parse("spiffe://td/**"),
-            Ok(Pattern::Subtree(id("spiffe://td")))
-        );
+        assert_eq!(Pattern::parse("spiffe://td/a"), Ok(Pattern::Exact(id("spiffe://td/a"))));
+        assert_eq!(Pattern::parse("spiffe://td/a/*"), Ok(Pattern::OneSegment(id("spiffe://td/a"))));
+        assert_eq!(Pattern::parse("spiffe://td/a/**"), Ok(Pattern::Subtree(id("spiffe://td/a"))));
+        assert_eq!(Pattern::parse("spiffe://td/*"), Ok(Pattern::OneSegment(id("spiffe://td"))));
+        assert_eq!(Pattern::parse("spiffe://td/**"), Ok(Pattern::Subtree(id("spiffe://td"))));
     }
 
     #[test]
     fn invalid_patterns() {
         use PatternError as P;
         use SpiffeIdError as E;
-        let partial = |s: &str| P::PartialWildcard {
-            segment: s.to_owned(),
-        };
+        let partial = |s: &str| P::PartialWildcard { segment: s.to_owned() };
         let cases = [
             ("spiffe://example.org/ns/fo*", partial("fo*")),
             ("spiffe://example.org/ns/*x", partial("*x")),
@@ -214,22 +195,13 @@ mod tests {
             ("spiffe://td", P::NoPath),
             ("example.org/ns/*", P::Id(E::MissingScheme)),
             ("", P::Id(E::Empty)),
-            (
-                "spiffe://Example.org/a",
-                P::Id(E::UppercaseTrustDomain { found: 'E' }),
-            ),
-            (
-                "spiffe://Example.org/**",
-                P::Id(E::UppercaseTrustDomain { found: 'E' }),
-            ),
+            ("spiffe://Example.org/a", P::Id(E::UppercaseTrustDomain { found: 'E' })),
+            ("spiffe://Example.org/**", P::Id(E::UppercaseTrustDomain { found: 'E' })),
             ("spiffe://example.org/ns/", P::Id(E::TrailingSlash)),
             ("spiffe://td//*", P::Id(E::TrailingSlash)),
             ("spiffe://td/a/./*", P::Id(E::DotSegment)),
             ("spiffe://*/a", P::Id(E::BadTrustDomainChar { found: '*' })),
-            (
-                "spiffe://*.org/**",
-                P::Id(E::BadTrustDomainChar { found: '*' }),
-            ),
+            ("spiffe://*.org/**", P::Id(E::BadTrustDomainChar { found: '*' })),
             ("spiffe://td:1/**", P::Id(E::Port)),
         ];
         for (text, want) in cases {

@@ -67,10 +67,7 @@ impl SpiffeId {
     /// Parses and validates `s` (SPEC §4).
     pub fn parse(s: &str) -> Result<Self, SpiffeIdError> {
         let path_start = validate(s)?;
-        Ok(SpiffeId {
-            text: Arc::from(s),
-            path_start,
-        })
+        Ok(SpiffeId { text: Arc::from(s), path_start })
     }
 
     /// The whole ID, e.g. `spiffe://example.org/ns/web/sa/frontend`.
@@ -134,14 +131,10 @@ fn validate_trust_domain(td: &str) -> Result<(), SpiffeIdError> {
     for (i, b) in td.bytes().enumerate() {
         let err = match b {
             b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => continue,
-            b'A'..=b'Z' => SpiffeIdError::UppercaseTrustDomain {
-                found: char::from(b),
-            },
+            b'A'..=b'Z' => SpiffeIdError::UppercaseTrustDomain { found: char::from(b) },
             b'@' => SpiffeIdError::Userinfo,
             b':' => SpiffeIdError::Port,
-            _ => uri_delimiter(b).unwrap_or_else(|| SpiffeIdError::BadTrustDomainChar {
-                found: char_at(td, i),
-            }),
+            _ => uri_delimiter(b).unwrap_or_else(|| SpiffeIdError::BadTrustDomainChar { found: char_at(td, i) }),
         };
         return Err(err);
     }
@@ -158,11 +151,7 @@ fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
     while let Some(segment) = segments.next() {
         if segment.is_empty() {
             let last = segments.peek().is_none();
-            return Err(if last {
-                SpiffeIdError::TrailingSlash
-            } else {
-                SpiffeIdError::EmptySegment
-            });
+            return Err(if last { SpiffeIdError::TrailingSlash } else { SpiffeIdError::EmptySegment });
         }
         validate_segment(segment)?;
     }
@@ -173,9 +162,7 @@ fn validate_segment(segment: &str) -> Result<(), SpiffeIdError> {
     for (i, b) in segment.bytes().enumerate() {
         let err = match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => continue,
-            _ => uri_delimiter(b).unwrap_or_else(|| SpiffeIdError::BadPathChar {
-                found: char_at(segment, i),
-            }),
+            _ => uri_delimiter(b).unwrap_or_else(|| SpiffeIdError::BadPathChar { found: char_at(segment, i) }),
         };
         return Err(err);
     }
@@ -197,9 +184,7 @@ fn uri_delimiter(b: u8) -> Option<SpiffeIdError> {
 
 /// The character starting at byte `i` (a char boundary: every byte before it was ASCII), for messages.
 fn char_at(s: &str, i: usize) -> char {
-    s.get(i..)
-        .and_then(|rest| rest.chars().next())
-        .unwrap_or(char::REPLACEMENT_CHARACTER)
+    s.get(i..).and_then(|rest| rest.chars().next()).unwrap_or(char::REPLACEMENT_CHARACTER)
 }
 
 impl TrustDomain {
@@ -269,8 +254,7 @@ impl AsRef<str> for SpiffeId {
 impl<'de> serde::Deserialize<'de> for SpiffeId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s)
-            .map_err(|e| serde::de::Error::custom(format!("invalid SPIFFE ID {s:?}: {e}")))
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(format!("invalid SPIFFE ID {s:?}: {e}")))
     }
 }
 
@@ -290,11 +274,7 @@ mod tests {
         // (id, trust domain, path)
         let cases = [
             ("spiffe://example.org", "example.org", ""),
-            (
-                "spiffe://example.org/ns/default/sa/web",
-                "example.org",
-                "/ns/default/sa/web",
-            ),
+            ("spiffe://example.org/ns/default/sa/web", "example.org", "/ns/default/sa/web"),
             ("spiffe://td/...", "td", "/..."),
             ("spiffe://td/.a/a./-_/A.Z", "td", "/.a/a./-_/A.Z"),
             ("spiffe://1.2.3.4/x", "1.2.3.4", "/x"),
@@ -322,14 +302,8 @@ mod tests {
             ("https://example.org/a", E::MissingScheme),
             ("spiffe://", E::EmptyTrustDomain),
             ("spiffe:///a", E::EmptyTrustDomain),
-            (
-                "spiffe://Example.org/a",
-                E::UppercaseTrustDomain { found: 'E' },
-            ),
-            (
-                "spiffe://EXAMPLE.ORG",
-                E::UppercaseTrustDomain { found: 'E' },
-            ),
+            ("spiffe://Example.org/a", E::UppercaseTrustDomain { found: 'E' }),
+            ("spiffe://EXAMPLE.ORG", E::UppercaseTrustDomain { found: 'E' }),
             ("spiffe://exa mple/a", E::BadTrustDomainChar { found: ' ' }),
             ("spiffe://exämple/a", E::BadTrustDomainChar { found: 'ä' }),
             ("spiffe://[::1]/a", E::BadTrustDomainChar { found: '[' }),
@@ -365,10 +339,7 @@ mod tests {
         let prefix = "spiffe://example.org/";
         let exact = format!("{prefix}{}", "a".repeat(MAX_ID_LEN - prefix.len()));
         assert_eq!(exact.len(), 2048);
-        assert_eq!(
-            SpiffeId::parse(&exact).map(|id| id.as_str().len()),
-            Ok(2048)
-        );
+        assert_eq!(SpiffeId::parse(&exact).map(|id| id.as_str().len()), Ok(2048));
         let over = format!("{exact}b");
         assert_eq!(SpiffeId::parse(&over), Err(E::TooLong { len: 2049 }));
 
@@ -376,14 +347,8 @@ mod tests {
         assert!(SpiffeId::parse(&format!("spiffe://{td}/x")).is_ok());
         assert!(TrustDomain::parse(&td).is_ok());
         let long_td = format!("{td}a");
-        assert_eq!(
-            SpiffeId::parse(&format!("spiffe://{long_td}/x")),
-            Err(E::TrustDomainTooLong { len: 256 })
-        );
-        assert_eq!(
-            TrustDomain::parse(&long_td),
-            Err(E::TrustDomainTooLong { len: 256 })
-        );
+        assert_eq!(SpiffeId::parse(&format!("spiffe://{long_td}/x")), Err(E::TrustDomainTooLong { len: 256 }));
+        assert_eq!(TrustDomain::parse(&long_td), Err(E::TrustDomainTooLong { len: 256 }));
     }
 
     #[test]
@@ -395,15 +360,9 @@ mod tests {
         assert_eq!(id.trust_domain(), td);
         assert_eq!(id, SpiffeId::parse("spiffe://example.org").unwrap());
         assert_eq!(TrustDomain::parse(""), Err(E::EmptyTrustDomain));
-        assert_eq!(
-            TrustDomain::parse("Example.org"),
-            Err(E::UppercaseTrustDomain { found: 'E' })
-        );
+        assert_eq!(TrustDomain::parse("Example.org"), Err(E::UppercaseTrustDomain { found: 'E' }));
         assert_eq!(TrustDomain::parse("td:1"), Err(E::Port));
-        assert_eq!(
-            TrustDomain::parse("td/a"),
-            Err(E::BadTrustDomainChar { found: '/' })
-        );
+        assert_eq!(TrustDomain::parse("td/a"), Err(E::BadTrustDomainChar { found: '/' }));
     }
 
     #[test]
@@ -419,9 +378,6 @@ mod tests {
     fn segments() {
         let id = SpiffeId::parse("spiffe://td/ns/web").unwrap();
         assert_eq!(id.segments().collect::<Vec<_>>(), ["ns", "web"]);
-        assert_eq!(
-            SpiffeId::parse("spiffe://td").unwrap().segments().count(),
-            0
-        );
+        assert_eq!(SpiffeId::parse("spiffe://td").unwrap().segments().count(), 0);
     }
 }

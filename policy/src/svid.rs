@@ -66,10 +66,7 @@ pub enum SvidError {
     #[error("not a valid X.509-SVID: {0}")]
     Rule(SvidRule),
     #[error("trust domain {found} has no trust bundle here (trusted: {trusted})")]
-    ForeignTrustDomain {
-        found: TrustDomain,
-        trusted: TrustDomain,
-    },
+    ForeignTrustDomain { found: TrustDomain, trusted: TrustDomain },
     #[error("chain does not verify to a trusted root: {0}")]
     Untrusted(String),
     #[error("certificate expired at {not_after} (unix seconds; now {now})")]
@@ -96,9 +93,7 @@ pub enum BundleError {
     Pem(String),
     #[error("root #{index} cannot be a trust anchor: {reason}")]
     BadRoot { index: usize, reason: String },
-    #[error(
-        "root #{index} carries URI name constraints, which rustls-webpki rejects in every chain"
-    )]
+    #[error("root #{index} carries URI name constraints, which rustls-webpki rejects in every chain")]
     UriNameConstraints { index: usize },
 }
 
@@ -106,9 +101,7 @@ impl SvidError {
     pub fn kind(&self) -> SvidErrorKind {
         match self {
             SvidError::Malformed(_) | SvidError::Rule(_) => SvidErrorKind::BadSvid,
-            SvidError::ForeignTrustDomain { .. } | SvidError::Untrusted(_) => {
-                SvidErrorKind::Untrusted
-            }
+            SvidError::ForeignTrustDomain { .. } | SvidError::Untrusted(_) => SvidErrorKind::Untrusted,
             SvidError::Expired { .. } => SvidErrorKind::Expired,
             SvidError::NotYetValid { .. } => SvidErrorKind::NotYetValid,
         }
@@ -120,10 +113,7 @@ impl TrustBundle {
     ///
     /// Refuses an empty bundle (it would reject every peer, which is never what a file meant) and a root with
     /// URI name constraints (rustls-webpki rejects every chain under it, so failing here names the cause).
-    pub fn new(
-        trust_domain: TrustDomain,
-        roots: Vec<CertificateDer<'static>>,
-    ) -> Result<Self, BundleError> {
+    pub fn new(trust_domain: TrustDomain, roots: Vec<CertificateDer<'static>>) -> Result<Self, BundleError> {
         if roots.is_empty() {
             return Err(BundleError::Empty);
         }
@@ -133,15 +123,10 @@ impl TrustBundle {
             if has_uri_name_constraints(root).map_err(bad_root)? {
                 return Err(BundleError::UriNameConstraints { index });
             }
-            let anchor =
-                webpki::anchor_from_trusted_cert(root).map_err(|e| bad_root(format!("{e:?}")))?;
+            let anchor = webpki::anchor_from_trusted_cert(root).map_err(|e| bad_root(format!("{e:?}")))?;
             anchors.push(anchor.to_owned());
         }
-        Ok(TrustBundle {
-            trust_domain,
-            roots,
-            anchors,
-        })
+        Ok(TrustBundle { trust_domain, roots, anchors })
     }
 
     /// Builds a bundle from concatenated PEM certificates (non-certificate PEM sections are ignored).
@@ -179,27 +164,15 @@ impl TrustBundle {
         let parsed = Leaf::parse(leaf.as_ref())?;
         let id = parsed.spiffe_id()?;
         if id.trust_domain_str() != self.trust_domain.as_str() {
-            return Err(SvidError::ForeignTrustDomain {
-                found: id.trust_domain(),
-                trusted: self.trust_domain.clone(),
-            });
+            return Err(SvidError::ForeignTrustDomain { found: id.trust_domain(), trusted: self.trust_domain.clone() });
         }
-        let end_entity =
-            EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(webpki_reason(&e)))?;
+        let end_entity = EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(webpki_reason(&e)))?;
         let usage = match role {
             Role::Client => KeyUsage::client_auth(),
             Role::Server => KeyUsage::server_auth(),
         };
         end_entity
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &self.anchors,
-                intermediates,
-                now,
-                usage,
-                None,
-                None,
-            )
+            .verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &self.anchors, intermediates, now, usage, None, None)
             .map_err(|e| chain_error(e, role))?;
         if let Some(rule) = parsed.rule_violations(false)?.into_iter().next() {
             return Err(SvidError::Rule(rule));
@@ -210,20 +183,12 @@ impl TrustBundle {
 
 /// Whether `root` carries a URI-type name constraint (permitted or excluded).
 fn has_uri_name_constraints(root: &CertificateDer<'_>) -> Result<bool, String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(root.as_ref()).map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(root.as_ref()).map_err(|e| e.to_string())?;
     let Some(constraints) = cert.name_constraints().map_err(|e| e.to_string())? else {
         return Ok(false);
     };
-    let subtrees = [
-        &constraints.value.permitted_subtrees,
-        &constraints.value.excluded_subtrees,
-    ];
-    Ok(subtrees
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|subtree| matches!(subtree.base, GeneralName::URI(_))))
+    let subtrees = [&constraints.value.permitted_subtrees, &constraints.value.excluded_subtrees];
+    Ok(subtrees.into_iter().flatten().flatten().any(|subtree| matches!(subtree.base, GeneralName::URI(_))))
 }
 
 /// Maps a webpki chain verification error to ours: validity and the leaf rules webpki happens to check get
@@ -231,14 +196,12 @@ fn has_uri_name_constraints(root: &CertificateDer<'_>) -> Result<bool, String> {
 #[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but still a variant webpki may return.
 fn chain_error(err: webpki::Error, role: Role) -> SvidError {
     match err {
-        webpki::Error::CertExpired { time, not_after } => SvidError::Expired {
-            not_after: not_after.as_secs(),
-            now: time.as_secs(),
-        },
-        webpki::Error::CertNotValidYet { time, not_before } => SvidError::NotYetValid {
-            not_before: not_before.as_secs(),
-            now: time.as_secs(),
-        },
+        webpki::Error::CertExpired { time, not_after } => {
+            SvidError::Expired { not_after: not_after.as_secs(), now: time.as_secs() }
+        }
+        webpki::Error::CertNotValidYet { time, not_before } => {
+            SvidError::NotYetValid { not_before: not_before.as_secs(), now: time.as_secs() }
+        }
         webpki::Error::CaUsedAsEndEntity => SvidError::Rule(SvidRule::IsCa),
         webpki::Error::RequiredEkuNotFound
         | webpki::Error::RequiredEkuNotFoundContext(_)
@@ -250,12 +213,8 @@ fn chain_error(err: webpki::Error, role: Role) -> SvidError {
 /// A readable reason for a webpki error (its Display is its Debug).
 fn webpki_reason(err: &webpki::Error) -> String {
     match err {
-        webpki::Error::UnknownIssuer => {
-            "no chain to a root of the trust bundle (unknown issuer)".into()
-        }
-        webpki::Error::InvalidSignatureForPublicKey => {
-            "a signature in the chain does not verify".into()
-        }
+        webpki::Error::UnknownIssuer => "no chain to a root of the trust bundle (unknown issuer)".into(),
+        webpki::Error::InvalidSignatureForPublicKey => "a signature in the chain does not verify".into(),
         webpki::Error::NameConstraintViolation => {
             "name constraints violated (rustls-webpki rejects any URI name constraint)".into()
         }
@@ -276,10 +235,7 @@ pub fn spiffe_id_of_leaf(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidErro
 /// Covers the URI SAN rules (at most one of them: a leaf without a usable ID has no further ID rules), the CA
 /// flag, key usage, and extended key usage. Chain and validity need a bundle and a time: that is
 /// [`TrustBundle::verify`].
-pub fn leaf_rule_violations(
-    leaf: &CertificateDer<'_>,
-    role: Option<Role>,
-) -> Result<Vec<SvidRule>, SvidError> {
+pub fn leaf_rule_violations(leaf: &CertificateDer<'_>, role: Option<Role>) -> Result<Vec<SvidRule>, SvidError> {
     let parsed = Leaf::parse(leaf.as_ref())?;
     let mut found = Vec::new();
     if let Err(rule) = leaf::spiffe_id_of(&parsed.uri_sans()?) {

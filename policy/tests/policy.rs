@@ -48,34 +48,13 @@ fn spec_example() {
     let p = policy(EXAMPLE);
     assert_eq!(p.mode(), Mode::Enforce);
     assert_eq!(p.on_revoke(), OnRevoke::Close);
-    assert_eq!(
-        p.rule_names().collect::<Vec<_>>(),
-        ["web-can-call-api", "no-legacy"]
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/web/sa/frontend"),
-        (Verdict::Allow, "web-can-call-api")
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/batch/job1"),
-        (Verdict::Allow, "web-can-call-api")
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/batch/job1/x"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/legacy/sa/x"),
-        (Verdict::Deny, "no-legacy")
-    );
-    assert_eq!(
-        decide(&p, "admin", "spiffe://example.org/ns/web/sa/frontend"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
-    assert_eq!(
-        decide(&p, "admin", "spiffe://example.org/ns/legacy/a"),
-        (Verdict::Deny, "no-legacy")
-    );
+    assert_eq!(p.rule_names().collect::<Vec<_>>(), ["web-can-call-api", "no-legacy"]);
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/web/sa/frontend"), (Verdict::Allow, "web-can-call-api"));
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/batch/job1"), (Verdict::Allow, "web-can-call-api"));
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/batch/job1/x"), (Verdict::Deny, DEFAULT_RULE));
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/legacy/sa/x"), (Verdict::Deny, "no-legacy"));
+    assert_eq!(decide(&p, "admin", "spiffe://example.org/ns/web/sa/frontend"), (Verdict::Deny, DEFAULT_RULE));
+    assert_eq!(decide(&p, "admin", "spiffe://example.org/ns/legacy/a"), (Verdict::Deny, "no-legacy"));
 }
 
 #[test]
@@ -88,18 +67,9 @@ fn deny_wins_over_an_earlier_allow() {
     deny: [spiffe://example.org/ns/legacy/**]
 ",
     );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/legacy/a"),
-        (Verdict::Deny, "deny-legacy")
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://example.org/ns/web/a"),
-        (Verdict::Allow, "allow-all")
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://other.org/ns/web/a"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/legacy/a"), (Verdict::Deny, "deny-legacy"));
+    assert_eq!(decide(&p, "api", "spiffe://example.org/ns/web/a"), (Verdict::Allow, "allow-all"));
+    assert_eq!(decide(&p, "api", "spiffe://other.org/ns/web/a"), (Verdict::Deny, DEFAULT_RULE));
 }
 
 #[test]
@@ -117,30 +87,12 @@ fn first_matching_rule_is_recorded() {
     deny: [spiffe://td/ns/b/sa/y, spiffe://td/ns/c/*]
 ",
     );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/ns/a/sa/x"),
-        (Verdict::Allow, "exact")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/ns/a/sa/z"),
-        (Verdict::Allow, "one")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/ns/a/other"),
-        (Verdict::Allow, "subtree")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/ns/b/sa/y"),
-        (Verdict::Deny, "subtree")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/ns/c/q"),
-        (Verdict::Deny, "deny-again")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
+    assert_eq!(decide(&p, "l", "spiffe://td/ns/a/sa/x"), (Verdict::Allow, "exact"));
+    assert_eq!(decide(&p, "l", "spiffe://td/ns/a/sa/z"), (Verdict::Allow, "one"));
+    assert_eq!(decide(&p, "l", "spiffe://td/ns/a/other"), (Verdict::Allow, "subtree"));
+    assert_eq!(decide(&p, "l", "spiffe://td/ns/b/sa/y"), (Verdict::Deny, "subtree"));
+    assert_eq!(decide(&p, "l", "spiffe://td/ns/c/q"), (Verdict::Deny, "deny-again"));
+    assert_eq!(decide(&p, "l", "spiffe://td"), (Verdict::Deny, DEFAULT_RULE));
 }
 
 #[test]
@@ -163,22 +115,10 @@ fn listeners_scope_rules() {
     allow: [spiffe://td/**]
 ",
     );
-    assert_eq!(
-        decide(&p, "api", "spiffe://td/web"),
-        (Verdict::Allow, "api-only")
-    );
-    assert_eq!(
-        decide(&p, "grpc", "spiffe://td/web"),
-        (Verdict::Allow, "api-only")
-    );
-    assert_eq!(
-        decide(&p, "other", "spiffe://td/web"),
-        (Verdict::Allow, "everywhere")
-    );
-    assert_eq!(
-        decide(&p, "admin", "spiffe://td/web"),
-        (Verdict::Deny, "admin-deny")
-    );
+    assert_eq!(decide(&p, "api", "spiffe://td/web"), (Verdict::Allow, "api-only"));
+    assert_eq!(decide(&p, "grpc", "spiffe://td/web"), (Verdict::Allow, "api-only"));
+    assert_eq!(decide(&p, "other", "spiffe://td/web"), (Verdict::Allow, "everywhere"));
+    assert_eq!(decide(&p, "admin", "spiffe://td/web"), (Verdict::Deny, "admin-deny"));
     let mut scoped: Vec<_> = p.scoped_listeners().collect();
     scoped.sort_unstable();
     assert_eq!(scoped, ["admin", "api", "grpc"]);
@@ -199,14 +139,8 @@ rules:
     assert_eq!(p.mode(), Mode::Audit);
     assert_eq!(p.on_revoke(), OnRevoke::Keep);
     assert_eq!(decide(&p, "l", "spiffe://td/ok"), (Verdict::Allow, "a"));
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/bad"),
-        (Verdict::AuditDeny, "d")
-    );
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/other"),
-        (Verdict::AuditDeny, DEFAULT_RULE)
-    );
+    assert_eq!(decide(&p, "l", "spiffe://td/bad"), (Verdict::AuditDeny, "d"));
+    assert_eq!(decide(&p, "l", "spiffe://td/other"), (Verdict::AuditDeny, DEFAULT_RULE));
     assert!(Verdict::AuditDeny.permits());
     assert!(!Verdict::Deny.permits());
     assert_eq!(Verdict::AuditDeny.as_str(), "audit_deny");
@@ -217,21 +151,11 @@ fn no_rules_denies_everyone() {
     for text in ["rules: []\n", "mode: enforce\n", "on_revoke: keep\n"] {
         let p = policy(text);
         assert_eq!(p.rule_names().count(), 0);
-        assert_eq!(
-            decide(&p, "l", "spiffe://td/a"),
-            (Verdict::Deny, DEFAULT_RULE),
-            "{text}"
-        );
+        assert_eq!(decide(&p, "l", "spiffe://td/a"), (Verdict::Deny, DEFAULT_RULE), "{text}");
     }
     let p = Policy::deny_all();
-    assert_eq!(
-        decide(&p, "l", "spiffe://td/a"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
-    assert_eq!(
-        p.sha256(),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
+    assert_eq!(decide(&p, "l", "spiffe://td/a"), (Verdict::Deny, DEFAULT_RULE));
+    assert_eq!(p.sha256(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     assert_eq!(p.mode(), Mode::Enforce);
 }
 
@@ -239,10 +163,7 @@ fn no_rules_denies_everyone() {
 fn sha256_is_of_the_source_text() {
     let p = policy("rules: []\n");
     // printf 'rules: []\n' | sha256sum
-    assert_eq!(
-        p.sha256(),
-        "e0dfa70eb69d47fe9cb2be8a4fcd53e74cf7fe26fcbb1f06912b57a9c028e4e0"
-    );
+    assert_eq!(p.sha256(), "e0dfa70eb69d47fe9cb2be8a4fcd53e74cf7fe26fcbb1f06912b57a9c028e4e0");
     assert_ne!(policy("rules: [] \n").sha256(), p.sha256());
 }
 
@@ -251,20 +172,12 @@ fn assert_error(text: &str, position: (u64, u64), reason_contains: &str) {
     assert_eq!(err.position(), Some(position), "{err}");
     assert!(err.reason().contains(reason_contains), "{err}");
     let (line, col) = position;
-    assert!(
-        err.to_string()
-            .starts_with(&format!("policy.yaml:{line}:{col}: ")),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("policy.yaml:{line}:{col}: ")), "{err}");
 }
 
 #[test]
 fn unknown_key_has_line_and_column() {
-    assert_error(
-        "rules:\n  - name: a\n    allow: [spiffe://td/a]\n    alow: []\n",
-        (4, 5),
-        "unknown field `alow`",
-    );
+    assert_error("rules:\n  - name: a\n    allow: [spiffe://td/a]\n    alow: []\n", (4, 5), "unknown field `alow`");
     assert_error("mode: enforce\nrule: []\n", (2, 1), "unknown field `rule`");
 }
 
@@ -275,31 +188,11 @@ fn bad_pattern_points_at_the_pattern() {
         (5, 9),
         "spiffe://example.org/ns/fo*",
     );
-    assert_error(
-        "rules:\n  - name: a\n    deny: [spiffe://td/ok, spiffe://td/**/x]\n",
-        (3, 28),
-        "last segment",
-    );
-    assert_error(
-        "rules:\n  - name: a\n    deny: [example.org/a]\n",
-        (3, 12),
-        "scheme",
-    );
-    assert_error(
-        "rules:\n  - name: a\n    deny: [spiffe://Example.org/a]\n",
-        (3, 12),
-        "lowercase",
-    );
-    assert_error(
-        "rules:\n  - name: a\n    deny: [spiffe://td/a/]\n",
-        (3, 12),
-        "trailing",
-    );
-    assert_error(
-        "rules:\n  - name: a\n    deny: [spiffe://td]\n",
-        (3, 12),
-        "must name a path",
-    );
+    assert_error("rules:\n  - name: a\n    deny: [spiffe://td/ok, spiffe://td/**/x]\n", (3, 28), "last segment");
+    assert_error("rules:\n  - name: a\n    deny: [example.org/a]\n", (3, 12), "scheme");
+    assert_error("rules:\n  - name: a\n    deny: [spiffe://Example.org/a]\n", (3, 12), "lowercase");
+    assert_error("rules:\n  - name: a\n    deny: [spiffe://td/a/]\n", (3, 12), "trailing");
+    assert_error("rules:\n  - name: a\n    deny: [spiffe://td]\n", (3, 12), "must name a path");
 }
 
 #[test]
@@ -313,55 +206,26 @@ fn duplicate_rule_names_are_refused() {
 
 #[test]
 fn rule_shape_errors() {
-    assert_error(
-        "rules:\n  - name: default\n    allow: [spiffe://td/a]\n",
-        (2, 11),
-        "reserved",
-    );
-    assert_error(
-        "rules:\n  - name: \"\"\n    allow: [spiffe://td/a]\n",
-        (2, 11),
-        "must not be empty",
-    );
+    assert_error("rules:\n  - name: default\n    allow: [spiffe://td/a]\n", (2, 11), "reserved");
+    assert_error("rules:\n  - name: \"\"\n    allow: [spiffe://td/a]\n", (2, 11), "must not be empty");
     assert_error("rules:\n  - name: a\n", (2, 11), "no `allow` or `deny`");
-    assert_error(
-        "rules:\n  - name: a\n    allow: []\n    deny: []\n",
-        (2, 11),
-        "no `allow` or `deny`",
-    );
+    assert_error("rules:\n  - name: a\n    allow: []\n    deny: []\n", (2, 11), "no `allow` or `deny`");
     assert_error(
         "rules:\n  - name: a\n    listeners: []\n    allow: [spiffe://td/a]\n",
         (3, 16),
         "`listeners` is empty",
     );
-    assert_error(
-        "rules:\n  - allow: [spiffe://td/a]\n",
-        (2, 5),
-        "missing field `name`",
-    );
+    assert_error("rules:\n  - allow: [spiffe://td/a]\n", (2, 5), "missing field `name`");
     assert_error("mode: strict\n", (1, 7), "unknown variant `strict`");
     assert_error("on_revoke: drop\n", (1, 12), "unknown variant `drop`");
 }
 
 #[test]
 fn empty_file_is_an_error() {
-    for text in [
-        "",
-        "\n\n",
-        "   \n\t\n",
-        "# comment only\n# another\n",
-        "---\n",
-    ] {
+    for text in ["", "\n\n", "   \n\t\n", "# comment only\n# another\n", "---\n"] {
         let err = error(text);
-        assert_eq!(
-            err.reason(),
-            "policy file is empty; write `rules: []` to deny everyone",
-            "{text:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            "policy.yaml:1:1: policy file is empty; write `rules: []` to deny everyone"
-        );
+        assert_eq!(err.reason(), "policy file is empty; write `rules: []` to deny everyone", "{text:?}");
+        assert_eq!(err.to_string(), "policy.yaml:1:1: policy file is empty; write `rules: []` to deny everyone");
     }
 }
 
@@ -393,8 +257,7 @@ fn oversized_input_is_refused() {
 #[test]
 fn alias_bomb_is_bounded() {
     // Billion laughs: each level lists ten references to the previous one. Refused before it expands.
-    let mut text =
-        String::from("rules:\n  - name: a\n    allow: &l0 [spiffe://td/a, spiffe://td/b]\n");
+    let mut text = String::from("rules:\n  - name: a\n    allow: &l0 [spiffe://td/a, spiffe://td/b]\n");
     text.push_str("  - name: b\n    x0: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0, *l0]\n");
     for level in 2..=9 {
         let prev = level - 1;
@@ -433,10 +296,7 @@ fn aliases_within_limits_work() {
     allow: *shared
 ",
     );
-    assert_eq!(
-        decide(&p, "admin", "spiffe://td/batch/x"),
-        (Verdict::Allow, "b")
-    );
+    assert_eq!(decide(&p, "admin", "spiffe://td/batch/x"), (Verdict::Allow, "b"));
 }
 
 #[test]
@@ -449,10 +309,7 @@ fn load_reads_the_file_and_labels_errors() {
 
     std::fs::write(&path, "rules:\n  - name: x\n    allow: [spiffe://td/a*]\n").unwrap();
     let err = Policy::load(&path).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("{}:3:13: {}", path.display(), err.reason())
-    );
+    assert_eq!(err.to_string(), format!("{}:3:13: {}", path.display(), err.reason()));
 
     let missing = dir.path().join("missing.yaml");
     let err = Policy::load(&missing).unwrap_err();
@@ -460,8 +317,7 @@ fn load_reads_the_file_and_labels_errors() {
     assert_eq!(err.position(), None);
 
     let mut big = std::fs::File::create(&path).unwrap();
-    big.write_all("#".repeat(MAX_POLICY_BYTES + 1).as_bytes())
-        .unwrap();
+    big.write_all("#".repeat(MAX_POLICY_BYTES + 1).as_bytes()).unwrap();
     let err = Policy::load(&path).unwrap_err();
     assert!(err.reason().contains("larger than"), "{err}");
 }
@@ -470,17 +326,11 @@ fn load_reads_the_file_and_labels_errors() {
 fn file_model_is_exposed() {
     let model = file::parse(EXAMPLE, None).unwrap();
     assert_eq!(model.rules.len(), 2);
-    assert_eq!(
-        model.rules[0].listeners.as_deref(),
-        Some(&["api".to_owned()][..])
-    );
+    assert_eq!(model.rules[0].listeners.as_deref(), Some(&["api".to_owned()][..]));
     assert!(model.rules[0].applies_to("api"));
     assert!(!model.rules[0].applies_to("other"));
     assert!(model.rules[1].applies_to("other"));
-    assert_eq!(
-        model.rules[1].deny[0].to_string(),
-        "spiffe://example.org/ns/legacy/**"
-    );
+    assert_eq!(model.rules[1].deny[0].to_string(), "spiffe://example.org/ns/legacy/**");
 }
 
 /// Rule `r{i}` allows `spiffe://td/ns/n{i}/sa/*`; every 7th also denies `spiffe://td/ns/n{i}/sa/blocked`, every
@@ -488,9 +338,7 @@ fn file_model_is_exposed() {
 fn large_policy(n: usize) -> String {
     let mut text = String::from("rules:\n");
     for i in 0..n {
-        text.push_str(&format!(
-            "  - name: r{i}\n    allow: [spiffe://td/ns/n{i}/sa/*]\n"
-        ));
+        text.push_str(&format!("  - name: r{i}\n    allow: [spiffe://td/ns/n{i}/sa/*]\n"));
         let mut deny = Vec::new();
         if i % 7 == 0 {
             deny.push(format!("spiffe://td/ns/n{i}/sa/blocked"));
@@ -534,14 +382,8 @@ fn ten_thousand_rules_decide_correctly_and_fast() {
             check(listener, i, "blocked");
         }
     }
-    assert_eq!(
-        decide(&p, "api", "spiffe://td/ns/n10000/sa/app"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
-    assert_eq!(
-        decide(&p, "api", "spiffe://td/ns/n1/sa/app/x"),
-        (Verdict::Deny, DEFAULT_RULE)
-    );
+    assert_eq!(decide(&p, "api", "spiffe://td/ns/n10000/sa/app"), (Verdict::Deny, DEFAULT_RULE));
+    assert_eq!(decide(&p, "api", "spiffe://td/ns/n1/sa/app/x"), (Verdict::Deny, DEFAULT_RULE));
 
     // Cost must not grow with the rule count: 100k decisions on 10k rules in well under a second even in a
     // debug build (a linear scan would be 10^9 pattern checks).
@@ -550,11 +392,7 @@ fn ten_thousand_rules_decide_correctly_and_fast() {
     for _ in 0..100_000 {
         assert_eq!(p.decide("web", &peer).verdict, Verdict::Allow);
     }
-    assert!(
-        start.elapsed().as_secs() < 2,
-        "100k decisions took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed().as_secs() < 2, "100k decisions took {:?}", start.elapsed());
 }
 
 /// The index must agree with the obvious definition: first matching deny, else first matching allow.

@@ -6,8 +6,8 @@ use policy::{
     svid::{BundleError, SvidRule, leaf_details, leaf_rule_violations, spiffe_id_of_leaf},
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, date_time_ymd,
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -34,9 +34,7 @@ impl Ca {
 
     fn with(td: &str, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
         let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{td} root"));
+        params.distinguished_name.push(DnType::CommonName, format!("{td} root"));
         params.subject_alt_names = vec![uri(&format!("spiffe://{td}"))];
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -45,12 +43,7 @@ impl Ca {
         edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        Ca {
-            params,
-            key,
-            der: cert.der().clone(),
-            pem: cert.pem(),
-        }
+        Ca { params, key, der: cert.der().clone(), pem: cert.pem() }
     }
 
     fn bundle(&self) -> TrustBundle {
@@ -78,10 +71,7 @@ fn valid_leaf_params() -> CertificateParams {
     params.subject_alt_names = vec![uri(ID)];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.not_before = date_time_ymd(2020, 1, 1);
     params.not_after = date_time_ymd(2040, 1, 1);
     params
@@ -123,31 +113,14 @@ fn verifies_through_an_intermediate() {
     let root = Ca::new(TD);
     let mut params = root.params.clone();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "intermediate");
+    params.distinguished_name.push(DnType::CommonName, "intermediate");
     let key = KeyPair::generate().unwrap();
-    let cert = params
-        .signed_by(&key, &Issuer::from_params(&root.params, &root.key))
-        .unwrap();
-    let intermediate = Ca {
-        params,
-        key,
-        der: cert.der().clone(),
-        pem: cert.pem(),
-    };
+    let cert = params.signed_by(&key, &Issuer::from_params(&root.params, &root.key)).unwrap();
+    let intermediate = Ca { params, key, der: cert.der().clone(), pem: cert.pem() };
     let leaf = intermediate.issue(|_| {});
     let bundle = root.bundle();
     assert_eq!(
-        bundle
-            .verify(
-                &leaf,
-                std::slice::from_ref(&intermediate.der),
-                now(),
-                Role::Client
-            )
-            .unwrap()
-            .as_str(),
+        bundle.verify(&leaf, std::slice::from_ref(&intermediate.der), now(), Role::Client).unwrap().as_str(),
         ID
     );
     let err = bundle.verify(&leaf, &[], now(), Role::Client).unwrap_err();
@@ -158,22 +131,14 @@ fn verifies_through_an_intermediate() {
 fn two_uri_sans_are_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.subject_alt_names.push(uri("spiffe://example.org/other")));
-    assert_eq!(
-        rule_of(verify(&ca, &leaf, Role::Client)),
-        SvidRule::MultipleUriSans { count: 2 }
-    );
-    assert!(matches!(
-        spiffe_id_of_leaf(&leaf),
-        Err(SvidError::Rule(SvidRule::MultipleUriSans { count: 2 }))
-    ));
+    assert_eq!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::MultipleUriSans { count: 2 });
+    assert!(matches!(spiffe_id_of_leaf(&leaf), Err(SvidError::Rule(SvidRule::MultipleUriSans { count: 2 }))));
 }
 
 #[test]
 fn dns_san_only_is_refused() {
     let ca = Ca::new(TD);
-    let leaf = ca.issue(|p| {
-        p.subject_alt_names = vec![SanType::DnsName("web.example.org".try_into().unwrap())]
-    });
+    let leaf = ca.issue(|p| p.subject_alt_names = vec![SanType::DnsName("web.example.org".try_into().unwrap())]);
     let err = verify(&ca, &leaf, Role::Client).unwrap_err();
     assert_eq!(err.kind(), SvidErrorKind::BadSvid);
     assert!(matches!(err, SvidError::Rule(SvidRule::NoUriSan)), "{err}");
@@ -182,10 +147,7 @@ fn dns_san_only_is_refused() {
 #[test]
 fn dns_san_beside_the_uri_is_allowed_but_ignored() {
     let ca = Ca::new(TD);
-    let leaf = ca.issue(|p| {
-        p.subject_alt_names
-            .push(SanType::DnsName("evil.example".try_into().unwrap()))
-    });
+    let leaf = ca.issue(|p| p.subject_alt_names.push(SanType::DnsName("evil.example".try_into().unwrap())));
     assert_eq!(verify(&ca, &leaf, Role::Server).unwrap().as_str(), ID);
 }
 
@@ -194,21 +156,14 @@ fn ca_leaf_is_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained));
     assert_eq!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::IsCa);
-    assert!(
-        leaf_rule_violations(&leaf, None)
-            .unwrap()
-            .contains(&SvidRule::IsCa)
-    );
+    assert!(leaf_rule_violations(&leaf, None).unwrap().contains(&SvidRule::IsCa));
 }
 
 #[test]
 fn key_cert_sign_is_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.key_usages.push(KeyUsagePurpose::KeyCertSign));
-    assert_eq!(
-        rule_of(verify(&ca, &leaf, Role::Client)),
-        SvidRule::KeyCertSign
-    );
+    assert_eq!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::KeyCertSign);
 }
 
 #[test]
@@ -222,40 +177,27 @@ fn crl_sign_is_refused() {
 fn missing_key_usage_is_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.key_usages.clear());
-    assert_eq!(
-        rule_of(verify(&ca, &leaf, Role::Client)),
-        SvidRule::NoKeyUsage
-    );
+    assert_eq!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::NoKeyUsage);
 }
 
 #[test]
 fn key_usage_without_digital_signature_is_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.key_usages = vec![KeyUsagePurpose::KeyAgreement]);
-    assert_eq!(
-        rule_of(verify(&ca, &leaf, Role::Client)),
-        SvidRule::NoDigitalSignature
-    );
+    assert_eq!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::NoDigitalSignature);
 }
 
 #[test]
 fn id_without_path_is_refused() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| p.subject_alt_names = vec![uri("spiffe://example.org")]);
-    assert!(matches!(
-        rule_of(verify(&ca, &leaf, Role::Client)),
-        SvidRule::NoPath { .. }
-    ));
+    assert!(matches!(rule_of(verify(&ca, &leaf, Role::Client)), SvidRule::NoPath { .. }));
 }
 
 #[test]
 fn invalid_spiffe_id_is_refused() {
     let ca = Ca::new(TD);
-    for bad in [
-        "https://example.org/a",
-        "spiffe://Example.org/a",
-        "spiffe://example.org/a/",
-    ] {
+    for bad in ["https://example.org/a", "spiffe://Example.org/a", "spiffe://example.org/a/"] {
         let leaf = ca.issue(|p| p.subject_alt_names = vec![uri(bad)]);
         match rule_of(verify(&ca, &leaf, Role::Client)) {
             SvidRule::InvalidId { uri, .. } => assert_eq!(uri, bad),
@@ -273,16 +215,7 @@ fn expired_leaf_maps_to_expired() {
     });
     let err = verify(&ca, &leaf, Role::Client).unwrap_err();
     assert_eq!(err.kind(), SvidErrorKind::Expired);
-    assert!(
-        matches!(
-            err,
-            SvidError::Expired {
-                not_after: 1_640_995_200,
-                now: NOW_SECS
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, SvidError::Expired { not_after: 1_640_995_200, now: NOW_SECS }), "{err:?}");
 }
 
 #[test]
@@ -294,16 +227,7 @@ fn future_leaf_maps_to_not_yet_valid() {
     });
     let err = verify(&ca, &leaf, Role::Client).unwrap_err();
     assert_eq!(err.kind(), SvidErrorKind::NotYetValid);
-    assert!(
-        matches!(
-            err,
-            SvidError::NotYetValid {
-                not_before: 1_924_992_000,
-                now: NOW_SECS
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, SvidError::NotYetValid { not_before: 1_924_992_000, now: NOW_SECS }), "{err:?}");
 }
 
 #[test]
@@ -319,8 +243,7 @@ fn leaf_of_another_ca_is_untrusted() {
 #[test]
 fn other_trust_domain_is_foreign() {
     let ca = Ca::new(TD);
-    let leaf =
-        ca.issue(|p| p.subject_alt_names = vec![uri("spiffe://other.org/ns/web/sa/frontend")]);
+    let leaf = ca.issue(|p| p.subject_alt_names = vec![uri("spiffe://other.org/ns/web/sa/frontend")]);
     let err = verify(&ca, &leaf, Role::Client).unwrap_err();
     assert_eq!(err.kind(), SvidErrorKind::Untrusted);
     match err {
@@ -335,21 +258,11 @@ fn other_trust_domain_is_foreign() {
 #[test]
 fn eku_must_include_the_role() {
     let ca = Ca::new(TD);
-    let server_only =
-        ca.issue(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]);
+    let server_only = ca.issue(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]);
     verify(&ca, &server_only, Role::Server).unwrap();
-    assert_eq!(
-        rule_of(verify(&ca, &server_only, Role::Client)),
-        SvidRule::MissingEku { role: Role::Client }
-    );
-    assert_eq!(
-        leaf_rule_violations(&server_only, None).unwrap(),
-        vec![SvidRule::MissingEku { role: Role::Client }]
-    );
-    assert_eq!(
-        leaf_rule_violations(&server_only, Some(Role::Server)).unwrap(),
-        vec![]
-    );
+    assert_eq!(rule_of(verify(&ca, &server_only, Role::Client)), SvidRule::MissingEku { role: Role::Client });
+    assert_eq!(leaf_rule_violations(&server_only, None).unwrap(), vec![SvidRule::MissingEku { role: Role::Client }]);
+    assert_eq!(leaf_rule_violations(&server_only, Some(Role::Server)).unwrap(), vec![]);
 }
 
 #[test]
@@ -389,25 +302,12 @@ fn garbage_is_malformed() {
 #[test]
 fn bundle_refuses_empty_and_uri_name_constraints() {
     let td = TrustDomain::parse(TD).unwrap();
-    assert!(matches!(
-        TrustBundle::new(td.clone(), vec![]),
-        Err(BundleError::Empty)
-    ));
-    assert!(matches!(
-        TrustBundle::from_pem(td.clone(), b""),
-        Err(BundleError::Empty)
-    ));
+    assert!(matches!(TrustBundle::new(td.clone(), vec![]), Err(BundleError::Empty)));
+    assert!(matches!(TrustBundle::from_pem(td.clone(), b""), Err(BundleError::Empty)));
 
     // NameConstraints { permittedSubtrees [0] { GeneralSubtree { uniformResourceIdentifier [6] "example.org" } } }
     let host = b"example.org";
-    let mut der = vec![
-        0x30,
-        (host.len() + 6) as u8,
-        0xa0,
-        (host.len() + 4) as u8,
-        0x30,
-        (host.len() + 2) as u8,
-    ];
+    let mut der = vec![0x30, (host.len() + 6) as u8, 0xa0, (host.len() + 4) as u8, 0x30, (host.len() + 2) as u8];
     der.extend([0x86, host.len() as u8]);
     der.extend(host);
     let good = Ca::new(TD);
@@ -417,10 +317,7 @@ fn bundle_refuses_empty_and_uri_name_constraints() {
         p.custom_extensions.push(ext);
     });
     let err = TrustBundle::new(td, vec![good.der.clone(), constrained.der.clone()]).unwrap_err();
-    assert!(
-        matches!(err, BundleError::UriNameConstraints { index: 1 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, BundleError::UriNameConstraints { index: 1 }), "{err:?}");
 }
 
 #[test]
@@ -433,21 +330,14 @@ fn bundle_from_pem_skips_other_sections() {
     assert_eq!(bundle.roots().len(), 2);
     assert_eq!(bundle.anchors().len(), 2);
     let leaf = b.issue(|_| {});
-    assert_eq!(
-        bundle
-            .verify(&leaf, &[], now(), Role::Client)
-            .unwrap()
-            .as_str(),
-        ID
-    );
+    assert_eq!(bundle.verify(&leaf, &[], now(), Role::Client).unwrap().as_str(), ID);
 }
 
 #[test]
 fn details_describe_the_leaf() {
     let ca = Ca::new(TD);
     let leaf = ca.issue(|p| {
-        p.subject_alt_names
-            .push(SanType::DnsName("web.example.org".try_into().unwrap()));
+        p.subject_alt_names.push(SanType::DnsName("web.example.org".try_into().unwrap()));
         p.serial_number = Some(vec![0x00, 0x8f, 0x01].into());
     });
     let details = leaf_details(&leaf).unwrap();
@@ -458,24 +348,14 @@ fn details_describe_the_leaf() {
     assert_eq!(details.not_before, 1_577_836_800);
     assert_eq!(details.not_after, 2_208_988_800);
     assert!(!details.is_ca);
-    assert!(
-        details.issuer.contains("example.org root"),
-        "{}",
-        details.issuer
-    );
+    assert!(details.issuer.contains("example.org root"), "{}", details.issuer);
     let ku = details.key_usage.unwrap();
     assert!(ku.critical);
     assert_eq!(ku.usages, vec!["digitalSignature"]);
-    assert_eq!(
-        details.extended_key_usage.unwrap(),
-        vec!["serverAuth".to_owned(), "clientAuth".to_owned()]
-    );
+    assert_eq!(details.extended_key_usage.unwrap(), vec!["serverAuth".to_owned(), "clientAuth".to_owned()]);
 
     let ca_details = leaf_details(&ca.der).unwrap();
     assert!(ca_details.is_ca);
-    assert_eq!(
-        ca_details.key_usage.unwrap().usages,
-        vec!["keyCertSign", "cRLSign"]
-    );
+    assert_eq!(ca_details.key_usage.unwrap().usages, vec!["keyCertSign", "cRLSign"]);
     assert_eq!(ca_details.extended_key_usage, None);
 }

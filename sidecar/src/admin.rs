@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
@@ -22,39 +23,66 @@ type Body = Full<Bytes>;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Binds `addr` and serves the admin API from a thread of its own. Returns once the listener is bound (with
-/// its address, for port 0), or the bind error.
-pub async fn spawn(addr: ListenAddr, shared: Arc<Shared>) -> Result<Option<SocketAddr>, BindError> {
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| BindError::Io { addr: addr.to_string(), source })?;
-    let text = addr.to_string();
-    thread::Builder::new()
-        .name("admin".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listener = match Listener::bind(&addr).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = bound_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = bound_tx.send(Ok(listener.local_addr()));
-                serve(listener, shared).await;
-            });
-        })
-        .map_err(|source| BindError::Io { addr: text.clone(), source })?;
-    bound_rx.await.unwrap_or_else(|_| {
-        Err(BindError::Io { addr: text, source: std::io::Error::other("admin thread exited") })
-    })
+/// A running admin server.
+pub struct AdminServer {
+    /// The bound address (with the real port when the configuration said 0); None for a unix socket.
+    pub addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    stopped: tokio::sync::oneshot::Receiver<()>,
 }
 
-async fn serve(listener: Listener, shared: Arc<Shared>) {
+impl AdminServer {
+    /// Binds `addr` and serves the admin API from a thread of its own. Returns once the listener is bound, or
+    /// with the bind error.
+    pub async fn spawn(addr: ListenAddr, shared: Arc<Shared>) -> Result<Self, BindError> {
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
+        let stop = CancellationToken::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| BindError::Io { addr: addr.to_string(), source })?;
+        let text = addr.to_string();
+        let stop_serving = stop.clone();
+        thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match Listener::bind(&addr).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = bound_tx.send(Ok(listener.local_addr()));
+                    serve(listener, shared, stop_serving).await;
+                    let _ = stopped_tx.send(());
+                });
+            })
+            .map_err(|source| BindError::Io { addr: text.clone(), source })?;
+        let bound = bound_rx.await.unwrap_or_else(|_| {
+            Err(BindError::Io { addr: text, source: std::io::Error::other("admin thread exited") })
+        })?;
+        Ok(Self { addr: bound, stop, stopped })
+    }
+
+    /// Stops accepting, lets responses in flight (such as the answer to `POST /shutdown`) finish, then
+    /// returns; gives up after `within`.
+    pub async fn stop(self, within: Duration) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(within, self.stopped).await;
+    }
+}
+
+async fn serve(listener: Listener, shared: Arc<Shared>, stop: CancellationToken) {
+    let connections = TaskTracker::new();
     loop {
-        let (stream, client) = match listener.accept().await {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 warn!(error = %e, "admin accept failed");
@@ -63,16 +91,27 @@ async fn serve(listener: Listener, shared: Arc<Shared>) {
             }
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        connections.spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&req, client, &shared)) }
             });
             let mut builder = http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
+    connections.close();
+    connections.wait().await;
 }
 
 fn route(req: &Request<Incoming>, client: ClientAddr, shared: &Shared) -> Response<Body> {

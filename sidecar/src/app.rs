@@ -10,7 +10,8 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    accept, admin,
+    accept,
+    admin::AdminServer,
     authz::PolicyStore,
     config::Config,
     inbound::Inbound,
@@ -25,6 +26,8 @@ use crate::{
 /// Exit status when connections were still open at the end of the drain period and had to be closed.
 pub const EXIT_DRAIN_TIMEOUT: u8 = 3;
 
+/// How long the admin server may take to finish responses in flight at exit.
+const ADMIN_LINGER: Duration = Duration::from_secs(1);
 /// How often to look for identity files while there are none yet.
 const IDENTITY_POLL: Duration = Duration::from_millis(250);
 /// How often to re-read the identity files to catch a change no event announced.
@@ -59,9 +62,9 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
     start_listeners(&shared).await?;
-    let admin_addr = admin::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
+    let admin = AdminServer::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
     shared.readiness.listeners_bound();
-    info!(admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
+    info!(admin = %admin.addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
     tokio::spawn(reload::identity_loop(shared.clone(), IDENTITY_POLL, IDENTITY_RECHECK));
 
     loop {
@@ -72,7 +75,9 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
             _ = hangup.recv() => reload_now(&shared),
         }
     }
-    Ok(drain(&shared, &mut terminate, &mut interrupt, &mut hangup).await)
+    let code = drain(&shared, &mut terminate, &mut interrupt, &mut hangup).await;
+    admin.stop(ADMIN_LINGER).await;
+    Ok(code)
 }
 
 fn reload_now(shared: &Shared) {
@@ -117,7 +122,7 @@ async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
         tokio::spawn(accept::run(shared.clone(), listener, metrics, limit.clone(), serve));
     }
     for s in &statuses {
-        info!(listener = %s.name, direction = s.metrics.direction.as_str(), listen = %s.listen, target = %s.target, "listener bound");
+        info!(listener = %s.name, direction = s.metrics.direction.as_str(), listen = %s.listen, upstream = %s.target, "listener bound");
     }
     let _ = shared.listeners.set(statuses);
     Ok(())

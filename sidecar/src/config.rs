@@ -272,7 +272,8 @@ impl Config {
                 return Err(format!("timeouts.{key}: must be more than zero"));
             }
         }
-        let limits = Limits { max_connections: file.limits.max_connections.unwrap_or(Limits::default().max_connections) };
+        let limits =
+            Limits { max_connections: file.limits.max_connections.unwrap_or(Limits::default().max_connections) };
         if limits.max_connections == 0 {
             return Err("limits.max_connections: must be at least 1".into());
         }

@@ -76,7 +76,12 @@ impl<'c> Half<'c> {
     }
 
     /// Ready(Ok) once the reader hit EOF and everything was written and the writer shut down.
-    fn poll_copy<R, W>(&mut self, cx: &mut Context<'_>, mut reader: Pin<&mut R>, mut writer: Pin<&mut W>) -> Poll<io::Result<()>>
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
@@ -196,9 +201,8 @@ mod tests {
         let (mut client, mut proxy_a) = tokio::io::duplex(1024);
         let (mut proxy_b, mut server) = tokio::io::duplex(1024);
         let (c1, c2) = counters();
-        let task = tokio::spawn(async move {
-            proxy(&mut proxy_a, &mut proxy_b, &c1, &c2, Duration::from_secs(5)).await
-        });
+        let task =
+            tokio::spawn(async move { proxy(&mut proxy_a, &mut proxy_b, &c1, &c2, Duration::from_secs(5)).await });
 
         client.write_all(b"request").await.unwrap();
         client.shutdown().await.unwrap();

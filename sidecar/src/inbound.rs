@@ -63,7 +63,9 @@ impl Inbound {
             }
         };
         match copied {
-            Ok(t) => debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed"),
+            Ok(t) => {
+                debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed")
+            }
             Err(e) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
         }
     }

@@ -7,8 +7,8 @@
 use std::{sync::Arc, time::Duration};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::tls::HandshakeReason;
@@ -125,8 +125,12 @@ impl Metrics {
             HANDSHAKE_BUCKETS,
             &["direction", "result"],
         )?;
-        let handshakes =
-            counter_vec(r, "sidecar_tls_handshakes_total", "TLS handshakes by outcome.", &["direction", "result", "reason"])?;
+        let handshakes = counter_vec(
+            r,
+            "sidecar_tls_handshakes_total",
+            "TLS handshakes by outcome.",
+            &["direction", "result", "reason"],
+        )?;
         let authz = counter_vec(
             r,
             "sidecar_authz_decisions_total",
@@ -231,6 +235,9 @@ impl Metrics {
         };
         if direction == Direction::Inbound {
             self.authz.with_label_values(&[listener, "deny", policy::decide::DEFAULT_RULE]);
+        }
+        for reason in crate::transport::ConnectError::REASONS {
+            self.connect_errors.with_label_values(&[d, listener, reason]);
         }
         ListenerMetrics {
             direction,

@@ -41,7 +41,8 @@ pub fn snapshot(shared: &Shared) -> Value {
     let identity = match shared.identity.current() {
         Some(active) => {
             let c = &active.creds;
-            let anchors: Vec<String> = c.bundle.roots().iter().map(|r| hex::encode(Sha256::digest(r.as_ref()))).collect();
+            let anchors: Vec<String> =
+                c.bundle.roots().iter().map(|r| hex::encode(Sha256::digest(r.as_ref()))).collect();
             json!({
                 "spiffe_id": c.id.as_str(),
                 "serial": c.serial,

@@ -53,6 +53,9 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// Every value [`ConnectError::reason`] returns.
+    pub const REASONS: [&'static str; 5] = ["refused", "timeout", "resolve", "unreachable", "io"];
+
     /// The metric label.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -137,9 +140,7 @@ async fn bind_unix(path: &Path, text: &str) -> Result<Listener, BindError> {
         }
         std::fs::remove_file(path).map_err(|source| BindError::Io { addr: text.to_string(), source })?;
     }
-    UnixListener::bind(path)
-        .map(Listener::Unix)
-        .map_err(|source| BindError::Io { addr: text.to_string(), source })
+    UnixListener::bind(path).map(Listener::Unix).map_err(|source| BindError::Io { addr: text.to_string(), source })
 }
 
 /// Dials `addr` within `timeout`, trying each resolved address in turn.

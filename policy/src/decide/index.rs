@@ -16,10 +16,7 @@ pub(super) struct Firsts {
 }
 
 impl Firsts {
-    pub const NONE: Firsts = Firsts {
-        deny: NO_RULE,
-        allow: NO_RULE,
-    };
+    pub const NONE: Firsts = Firsts { deny: NO_RULE, allow: NO_RULE };
 
     fn merge(&mut self, other: Firsts) {
         self.deny = self.deny.min(other.deny);
@@ -60,10 +57,7 @@ enum Action {
 
 impl Index {
     fn insert(&mut self, pattern: &Pattern, action: Action, rule: RuleIndex) {
-        let anchored = self
-            .anchors
-            .entry(Box::from(pattern.anchor().as_str()))
-            .or_default();
+        let anchored = self.anchors.entry(Box::from(pattern.anchor().as_str())).or_default();
         let firsts = match pattern {
             Pattern::Exact(_) => &mut anchored.exact,
             Pattern::OneSegment(_) => &mut anchored.one_segment,
@@ -89,10 +83,7 @@ impl Index {
             if byte != b'/' {
                 continue;
             }
-            let Some(anchored) = text
-                .get(..at)
-                .and_then(|ancestor| self.anchors.get(ancestor))
-            else {
+            let Some(anchored) = text.get(..at).and_then(|ancestor| self.anchors.get(ancestor)) else {
                 continue;
             };
             found.merge(anchored.subtree);

@@ -26,10 +26,11 @@ pub(super) struct RawRule {
     pub name: Spanned<String>,
     #[serde(default)]
     pub listeners: Option<Spanned<Vec<Spanned<String>>>>,
+    // A bad pattern fails inside the deserializer, which then knows its position: no span needed.
     #[serde(default)]
-    pub allow: Option<Vec<Spanned<Pattern>>>,
+    pub allow: Option<Vec<Pattern>>,
     #[serde(default)]
-    pub deny: Option<Vec<Spanned<Pattern>>>,
+    pub deny: Option<Vec<Pattern>>,
 }
 
 /// Parses `text` into the raw shape, with limits that keep a hostile file (alias bombs, deep nesting, many
@@ -65,9 +66,7 @@ fn options() -> serde_saphyr::Options {
 fn describe(err: &serde_saphyr::Error) -> Invalid {
     let mut inner = err;
     // The wrappers only add a snippet or an alias site; the message is the wrapped error's.
-    while let serde_saphyr::Error::WithSnippet { error, .. }
-    | serde_saphyr::Error::AliasError { error, .. } = inner
-    {
+    while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } = inner {
         inner = error;
     }
     let message = UserMessageFormatter.format_message(inner);
@@ -85,11 +84,7 @@ fn one_line(text: &str) -> String {
         }
         out.extend(word.chars().filter(|c| !c.is_control()));
     }
-    if out.is_empty() {
-        "invalid YAML".to_owned()
-    } else {
-        out
-    }
+    if out.is_empty() { "invalid YAML".to_owned() } else { out }
 }
 
 /// The 1-based (line, column) of a spanned value, when the parser recorded one.
@@ -114,13 +109,7 @@ mod tests {
 
     #[test]
     fn blank_detection() {
-        for text in [
-            "",
-            "  \n\t\n",
-            "# only a comment\n",
-            "---\n# c\n...\n",
-            "\u{feff}\n",
-        ] {
+        for text in ["", "  \n\t\n", "# only a comment\n", "---\n# c\n...\n", "\u{feff}\n"] {
             assert!(is_blank(text), "{text:?}");
         }
         for text in ["rules: []", "mode: enforce", "~", "--- x"] {

@@ -75,13 +75,8 @@ pub fn leaf_details(cert: &CertificateDer<'_>) -> Result<LeafDetails, SvidError>
             (eku.time_stamping, "timeStamping"),
             (eku.ocsp_signing, "OCSPSigning"),
         ];
-        let known = known
-            .into_iter()
-            .filter(|(set, _)| *set)
-            .map(|(_, name)| name.to_owned());
-        known
-            .chain(eku.other.iter().map(|oid| oid.to_id_string()))
-            .collect()
+        let known = known.into_iter().filter(|(set, _)| *set).map(|(_, name)| name.to_owned());
+        known.chain(eku.other.iter().map(|oid| oid.to_id_string())).collect()
     });
     Ok(LeafDetails {
         serial_hex: serial_hex(leaf.cert.raw_serial()),
@@ -100,10 +95,7 @@ pub fn leaf_details(cert: &CertificateDer<'_>) -> Result<LeafDetails, SvidError>
 
 /// `raw` is a DER INTEGER's content: leading zero bytes only carry the sign.
 fn serial_hex(raw: &[u8]) -> String {
-    let significant = raw
-        .iter()
-        .position(|&b| b != 0)
-        .map_or(&raw[raw.len().saturating_sub(1)..], |i| &raw[i..]);
+    let significant = raw.iter().position(|&b| b != 0).map_or(&raw[raw.len().saturating_sub(1)..], |i| &raw[i..]);
     hex::encode(significant)
 }
 
@@ -125,12 +117,7 @@ fn key_algorithm(leaf: &Leaf<'_>) -> String {
     let oid = spki.algorithm.algorithm.to_id_string();
     match oid.as_str() {
         "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
             match curve.as_deref() {
                 Some("1.2.840.10045.3.1.7") => "ECDSA P-256".into(),
                 Some("1.3.132.0.34") => "ECDSA P-384".into(),

@@ -5,9 +5,7 @@
 
 use x509_parser::{
     certificate::{X509Certificate, X509CertificateParser},
-    extensions::{
-        BasicConstraints, ExtendedKeyUsage, GeneralName, KeyUsage, SubjectAlternativeName,
-    },
+    extensions::{BasicConstraints, ExtendedKeyUsage, GeneralName, KeyUsage, SubjectAlternativeName},
     nom::Parser,
     oid_registry::{
         OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
@@ -37,10 +35,7 @@ impl<'a> Leaf<'a> {
             .parse(der)
             .map_err(|e| SvidError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(SvidError::Malformed(format!(
-                "{} bytes after the certificate",
-                rest.len()
-            )));
+            return Err(SvidError::Malformed(format!("{} bytes after the certificate", rest.len())));
         }
         Ok(Leaf { cert })
     }
@@ -52,23 +47,15 @@ impl<'a> Leaf<'a> {
         oid: &Oid<'_>,
         what: &str,
     ) -> Result<Option<Ext<T>>, SvidError> {
-        let malformed =
-            |reason: String| SvidError::Malformed(format!("{what} extension: {reason}"));
-        let Some(ext) = self
-            .cert
-            .get_extension_unique(oid)
-            .map_err(|e| malformed(e.to_string()))?
-        else {
+        let malformed = |reason: String| SvidError::Malformed(format!("{what} extension: {reason}"));
+        let Some(ext) = self.cert.get_extension_unique(oid).map_err(|e| malformed(e.to_string()))? else {
             return Ok(None);
         };
         let (rest, value) = T::from_der(ext.value).map_err(|e| malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(malformed("trailing bytes".into()));
         }
-        Ok(Some(Ext {
-            value,
-            critical: ext.critical,
-        }))
+        Ok(Some(Ext { value, critical: ext.critical }))
     }
 
     pub fn subject_alt_names(&self) -> Result<Vec<GeneralName<'a>>, SvidError> {
@@ -82,13 +69,7 @@ impl<'a> Leaf<'a> {
         let names = self.subject_alt_names()?;
         Ok(names
             .into_iter()
-            .filter_map(|name| {
-                if let GeneralName::URI(uri) = name {
-                    Some(uri)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|name| if let GeneralName::URI(uri) = name { Some(uri) } else { None })
             .collect())
     }
 
@@ -98,8 +79,7 @@ impl<'a> Leaf<'a> {
     }
 
     pub fn is_ca(&self) -> Result<bool, SvidError> {
-        let bc: Option<Ext<BasicConstraints>> =
-            self.extension(&OID_X509_EXT_BASIC_CONSTRAINTS, "basicConstraints")?;
+        let bc: Option<Ext<BasicConstraints>> = self.extension(&OID_X509_EXT_BASIC_CONSTRAINTS, "basicConstraints")?;
         Ok(bc.is_some_and(|ext| ext.value.ca))
     }
 
@@ -147,11 +127,7 @@ impl<'a> Leaf<'a> {
             Role::Client => eku.client_auth,
             Role::Server => eku.server_auth,
         };
-        Ok(roles
-            .iter()
-            .filter(|role| !has(role))
-            .map(|&role| SvidRule::MissingEku { role })
-            .collect())
+        Ok(roles.iter().filter(|role| !has(role)).map(|&role| SvidRule::MissingEku { role }).collect())
     }
 }
 
@@ -162,10 +138,7 @@ pub(super) fn spiffe_id_of(uris: &[&str]) -> Result<SpiffeId, SvidRule> {
         [uri] => *uri,
         _ => return Err(SvidRule::MultipleUriSans { count: uris.len() }),
     };
-    let id = SpiffeId::parse(uri).map_err(|reason| SvidRule::InvalidId {
-        uri: uri.to_owned(),
-        reason,
-    })?;
+    let id = SpiffeId::parse(uri).map_err(|reason| SvidRule::InvalidId { uri: uri.to_owned(), reason })?;
     if !id.has_path() {
         return Err(SvidRule::NoPath { id });
     }

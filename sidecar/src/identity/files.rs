@@ -48,7 +48,13 @@ impl ReadError {
 impl std::fmt::Debug for IdentityFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        write!(f, "IdentityFiles {{ cert: {} bytes, key: {} bytes, bundle: {} bytes }}", self.cert.len(), self.key.len(), self.bundle.len())
+        write!(
+            f,
+            "IdentityFiles {{ cert: {} bytes, key: {} bytes, bundle: {} bytes }}",
+            self.cert.len(),
+            self.key.len(),
+            self.bundle.len()
+        )
     }
 }
 

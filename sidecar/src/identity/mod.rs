@@ -79,8 +79,8 @@ impl Credentials {
         let key = PrivateKeyDer::from_pem_slice(&files.key)
             .map_err(|e| IdentityError::Key { path: key_path.clone(), reason: e.to_string() })?;
 
-        let id = svid::spiffe_id_of_leaf(&leaf)
-            .map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;
+        let id =
+            svid::spiffe_id_of_leaf(&leaf).map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;
         let bundle = TrustBundle::from_pem(id.trust_domain(), &files.bundle)
             .map_err(|e| IdentityError::Bundle { path: bundle_path, reason: e.to_string() })?;
         let unix_now = UnixTime::since_unix_epoch(now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
@@ -89,10 +89,13 @@ impl Credentials {
                 .verify(&leaf, &chain[1..], unix_now, role)
                 .map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;
         }
-        let details = svid::leaf_details(&leaf).map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;
+        let details =
+            svid::leaf_details(&leaf).map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;
 
         let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => IdentityError::KeyMismatch { cert: cert_path.clone(), key: key_path.clone() },
+            rustls::Error::InconsistentKeys(_) => {
+                IdentityError::KeyMismatch { cert: cert_path.clone(), key: key_path.clone() }
+            }
             other => IdentityError::Key { path: key_path.clone(), reason: other.to_string() },
         })?;
 

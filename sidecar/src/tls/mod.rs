@@ -12,12 +12,8 @@ use std::sync::Arc;
 
 use policy::SpiffeId;
 use rustls::{
-    ClientConfig, ServerConfig,
-    client::Resumption,
-    crypto::CryptoProvider,
-    server::NoServerSessionStorage,
-    sign::SingleCertAndKey,
-    version::TLS13,
+    ClientConfig, ServerConfig, client::Resumption, crypto::CryptoProvider, server::NoServerSessionStorage,
+    sign::SingleCertAndKey, version::TLS13,
 };
 
 use crate::identity::Credentials;

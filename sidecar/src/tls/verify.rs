@@ -136,7 +136,8 @@ impl ServerCertVerifier for SvidServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let found = verify(&self.bundle, end_entity, intermediates, now, Role::Server).map_err(PeerRejected::into_rustls)?;
+        let found =
+            verify(&self.bundle, end_entity, intermediates, now, Role::Server).map_err(PeerRejected::into_rustls)?;
         if found != self.expected {
             let refusal = Refusal::WrongPeerId { expected: self.expected.clone(), found: found.clone() };
             return Err(PeerRejected { refusal, claimed_id: Some(found) }.into_rustls());
