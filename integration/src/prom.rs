@@ -35,19 +35,19 @@ impl Metrics {
             .sum()
     }
 
-    /// The observation count of a histogram (sum over matching series).
+    /// The observation count of a histogram: its `_count` series, summed over those matching `labels`.
     pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let count_name = format!("{name}_count");
-        self.samples(&count_name, labels)
-            .map(|s| match &s.value {
-                Value::Counter(v) | Value::Untyped(v) | Value::Gauge(v) => *v,
-                _ => 0.0,
+        self.value(&format!("{name}_count"), labels)
+    }
+
+    /// The `le` buckets of one histogram series (cumulative counts, ascending bounds).
+    pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        self.samples(name, labels)
+            .find_map(|s| match &s.value {
+                Value::Histogram(h) => Some(h.iter().map(|b| (b.less_than, b.count)).collect()),
+                _ => None,
             })
-            .chain(self.samples(name, labels).map(|s| match &s.value {
-                Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-                _ => 0.0,
-            }))
-            .sum()
+            .unwrap_or_default()
     }
 
     /// Whether any sample of `name` (or its histogram series) exists.
