@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod bins;
 pub mod http;
+pub mod kubelet;
 pub mod pki;
 pub mod process;
 pub mod prom;

@@ -48,3 +48,21 @@ pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Re
     let name = ServerName::try_from("sidecar.test").map_err(std::io::Error::other)?;
     TlsConnector::from(config).connect(name, tcp).await
 }
+
+/// Handshakes and returns the serial (hex) of the certificate the server presented.
+pub async fn served_serial(addr: SocketAddr, config: Arc<ClientConfig>) -> anyhow::Result<String> {
+    let tls = connect(addr, config).await?;
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or_else(|| anyhow::anyhow!("no cert"))?;
+    Ok(policy::svid::leaf_details(leaf)?.serial_hex)
+}
+
+/// Handshakes, sends `payload`, half-closes and reads the reply to the end (an echo app returns `payload`).
+pub async fn round_trip(addr: SocketAddr, config: Arc<ClientConfig>, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = connect(addr, config).await?;
+    tls.write_all(payload).await?;
+    tls.shutdown().await?;
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply).await?;
+    Ok(reply)
+}

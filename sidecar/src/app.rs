@@ -17,10 +17,10 @@ use crate::{
     inbound::Inbound,
     metrics::Metrics,
     outbound::Outbound,
-    reload,
     state::Shared,
     status::ListenerStatus,
     transport::{BindError, Listener},
+    watch,
 };
 
 /// Exit status when connections were still open at the end of the drain period and had to be closed.
@@ -28,10 +28,6 @@ pub const EXIT_DRAIN_TIMEOUT: u8 = 3;
 
 /// How long the admin server may take to finish responses in flight at exit.
 const ADMIN_LINGER: Duration = Duration::from_secs(1);
-/// How often to look for identity files while there are none yet.
-const IDENTITY_POLL: Duration = Duration::from_millis(250);
-/// How often to re-read the identity files to catch a change no event announced.
-const IDENTITY_RECHECK: Duration = Duration::from_secs(30);
 
 /// Why the sidecar could not start. Each names the file or address and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +61,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
     let admin = AdminServer::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
     shared.readiness.listeners_bound();
     info!(admin = %admin.addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
-    tokio::spawn(reload::identity_loop(shared.clone(), IDENTITY_POLL, IDENTITY_RECHECK));
+    tokio::spawn(watch::run(shared.clone()));
 
     loop {
         tokio::select! {
@@ -85,7 +81,7 @@ fn reload_now(shared: &Shared) {
     if let Err(e) = shared.reload_identity() {
         warn!(error = %e, "identity reload failed; keeping the identity in force");
     }
-    let _ = shared.reload_policy();
+    let _ = shared.reload_policy(true);
 }
 
 /// Binds every listener (a port in use is a start error) and starts its accept loop, which waits for the

@@ -1,10 +1,15 @@
 //! The caller allowlist in use: a compiled [`Policy`] swapped atomically on reload. A reload parses and
 //! compiles off the data path; an invalid file never replaces a good policy.
 
-use std::{path::PathBuf, sync::Arc, time::SystemTime};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use arc_swap::ArcSwap;
 use policy::{LoadError, Policy};
+use sha2::{Digest, Sha256};
 
 /// A policy and where it came from.
 #[derive(Debug)]
@@ -22,6 +27,8 @@ pub enum PolicyReload {
     Changed { generation: u64 },
     /// The file holds the policy already in force.
     Unchanged,
+    /// The file holds the same invalid text as at the last failed attempt (already logged and counted).
+    StillInvalid,
 }
 
 /// The policy in force.
@@ -29,6 +36,9 @@ pub enum PolicyReload {
 pub struct PolicyStore {
     path: PathBuf,
     current: ArcSwap<LoadedPolicy>,
+    /// sha256 of the text of the last failed load, so an unchanged bad file is not re-reported at every
+    /// periodic re-read.
+    last_failed: Mutex<Option<String>>,
 }
 
 impl PolicyStore {
@@ -36,7 +46,7 @@ impl PolicyStore {
     pub fn load(path: PathBuf) -> Result<Self, LoadError> {
         let policy = Policy::load(&path)?;
         let loaded = LoadedPolicy { policy, generation: 1, loaded_at: SystemTime::now() };
-        Ok(Self { path, current: ArcSwap::from_pointee(loaded) })
+        Ok(Self { path, current: ArcSwap::from_pointee(loaded), last_failed: Mutex::new(None) })
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -49,14 +59,26 @@ impl PolicyStore {
     }
 
     /// Re-reads the file; swaps in the new policy if it is valid and different. On error the policy in
-    /// force stays.
-    pub fn reload(&self) -> Result<PolicyReload, LoadError> {
+    /// force stays. Unless `force`d, a file whose text already failed is not parsed again.
+    pub fn reload(&self, force: bool) -> Result<PolicyReload, LoadError> {
         let text = policy::file::read(&self.path)?;
-        let policy = Policy::from_yaml(&text, Some(&self.path))?;
+        let sha = hex::encode(Sha256::digest(text.as_bytes()));
         let old = self.current.load();
-        if policy.sha256() == old.policy.sha256() {
+        if sha == old.policy.sha256() {
             return Ok(PolicyReload::Unchanged);
         }
+        let mut last_failed = self.last_failed.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && last_failed.as_deref() == Some(sha.as_str()) {
+            return Ok(PolicyReload::StillInvalid);
+        }
+        let policy = match Policy::from_yaml(&text, Some(&self.path)) {
+            Ok(policy) => policy,
+            Err(e) => {
+                *last_failed = Some(sha);
+                return Err(e);
+            }
+        };
+        *last_failed = None;
         let generation = old.generation + 1;
         self.current.store(Arc::new(LoadedPolicy { policy, generation, loaded_at: SystemTime::now() }));
         Ok(PolicyReload::Changed { generation })

@@ -192,7 +192,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let err = |reason: String| ConfigError { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         Self::parse(&text, &base).map_err(err)
     }
 

@@ -39,10 +39,16 @@ impl Inbound {
     pub async fn serve(self: Arc<Self>, stream: Stream, client: ClientAddr) {
         let _open = OpenConnection::new(&self.metrics);
         let Some(tls) = self.handshake(stream, client).await else { return };
-        let Some(peer) = self.authorize(&tls, client) else {
+        let Some(peer) = self.caller(&tls, client) else {
             close_quietly(tls).await;
             return;
         };
+        // Registered before the decision, so a policy swap racing with it cannot miss this connection.
+        let registration = self.shared.callers.register(&self.name, &peer);
+        if !self.authorize(&peer, client) {
+            close_quietly(tls).await;
+            return;
+        }
         let timeouts = self.shared.config.timeouts;
         let mut app = match transport::connect(&self.forward, timeouts.connect).await {
             Ok(app) => app,
@@ -57,6 +63,12 @@ impl Inbound {
         let m = &self.metrics;
         let copied = tokio::select! {
             r = duplex::proxy(&mut tls, &mut app, &m.from_peer, &m.to_peer, timeouts.half_close_idle) => r,
+            _ = registration.revoked() => {
+                m.revoked.inc();
+                let generation = self.shared.policy.current().generation;
+                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "revoked", generation, "connection closed: the policy no longer allows this caller");
+                return;
+            }
             _ = self.shared.force_close.cancelled() => {
                 debug!(listener = %self.name, peer.id = %peer, "closed at the end of the drain period");
                 return;
@@ -89,11 +101,11 @@ impl Inbound {
         None
     }
 
-    /// The caller's SPIFFE ID if the policy lets it in (or audit mode lets it through).
-    fn authorize(&self, tls: &TlsStream<Stream>, client: ClientAddr) -> Option<SpiffeId> {
+    /// The caller's SPIFFE ID, from the leaf the verifier already accepted.
+    fn caller(&self, tls: &TlsStream<Stream>, client: ClientAddr) -> Option<SpiffeId> {
         let leaf = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first());
-        let peer = match leaf.map(svid::spiffe_id_of_leaf) {
-            Some(Ok(id)) => id,
+        match leaf.map(svid::spiffe_id_of_leaf) {
+            Some(Ok(id)) => Some(id),
             // The verifier already required exactly this; reaching here means a bug, so fail closed.
             other => {
                 let detail = match other {
@@ -101,21 +113,25 @@ impl Inbound {
                     _ => "no peer certificate".into(),
                 };
                 warn!(direction = "inbound", listener = %self.name, peer.addr = %client, reason = "bad_svid", detail = %detail, "connection refused: no SPIFFE ID");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Whether the policy in force lets `peer` in (audit mode lets a denied caller through, logged).
+    fn authorize(&self, peer: &SpiffeId, client: ClientAddr) -> bool {
         let policy = self.shared.policy.current();
-        let decision = policy.policy.decide(self.name.as_str(), &peer);
+        let decision = policy.policy.decide(self.name.as_str(), peer);
         self.metrics.authz_decision(decision.verdict.as_str(), decision.rule);
         match decision.verdict {
-            Verdict::Allow => Some(peer),
+            Verdict::Allow => true,
             Verdict::AuditDeny => {
                 info!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, "audit: policy would deny this caller; allowed in audit mode");
-                Some(peer)
+                true
             }
             Verdict::Deny => {
                 warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "denied", rule = decision.rule, generation = policy.generation, "connection refused: caller not allowed by policy");
-                None
+                false
             }
         }
     }

@@ -1,12 +1,9 @@
 //! Reloading identity and policy: read, validate, swap, count, remember the outcome for `/status`. Any
 //! failure keeps what is in force. Triggers (start, SIGHUP, file events, the periodic re-read) all end here.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, SystemTime},
-};
+use std::{sync::Mutex, time::SystemTime};
 
-use policy::LoadError;
+use policy::{LoadError, OnRevoke};
 use tracing::{info, warn};
 
 use crate::{
@@ -105,21 +102,31 @@ impl Shared {
         Ok(IdentityReload::Changed { serial })
     }
 
-    /// Re-reads the policy file; swaps in the new policy if it is valid.
-    pub fn reload_policy(&self) -> Result<PolicyReload, LoadError> {
-        let result = self.policy.reload();
+    /// Re-reads the policy file; swaps in the new policy if it is valid, then (with `on_revoke: close`)
+    /// closes open connections whose caller it no longer allows. `force` re-reports a file that already
+    /// failed (SIGHUP).
+    pub fn reload_policy(&self, force: bool) -> Result<PolicyReload, LoadError> {
+        let result = self.policy.reload(force);
         match &result {
             Ok(PolicyReload::Changed { generation }) => {
-                let sha = self.policy.current().policy.sha256().to_string();
-                info!(path = %self.policy.path().display(), generation, sha256 = %sha, "policy loaded");
+                let loaded = self.policy.current();
+                let sha = loaded.policy.sha256().to_string();
+                info!(path = %self.policy.path().display(), generation, sha256 = %sha, rules = loaded.policy.rule_count(), "policy loaded");
                 self.metrics.policy_generation.set(*generation as i64);
                 self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
                 self.reloads.record(ReloadKind::Policy, true, format!("generation {generation}, sha256 {sha}"));
+                if loaded.policy.on_revoke() == OnRevoke::Close {
+                    let revoked = self.callers.revoke_denied(&loaded.policy);
+                    if !revoked.is_empty() {
+                        info!(
+                            generation,
+                            connections = revoked.len(),
+                            "closing connections whose caller the new policy denies"
+                        );
+                    }
+                }
             }
-            Ok(PolicyReload::Unchanged) => {
-                self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
-                self.reloads.record(ReloadKind::Policy, true, "unchanged".into());
-            }
+            Ok(PolicyReload::Unchanged | PolicyReload::StillInvalid) => {}
             Err(e) => {
                 warn!(error = %e, "policy reload failed; keeping the policy in force");
                 self.metrics.record_reload(ReloadKind::Policy, false, unix_now());
@@ -136,28 +143,5 @@ impl Shared {
         self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
         let message = format!("generation {}, sha256 {}", loaded.generation, loaded.policy.sha256());
         self.reloads.record(ReloadKind::Policy, true, message);
-    }
-}
-
-/// Keeps trying to load the identity: quickly while there is none (the sidecar may start before its first
-/// certificate is issued), then as a periodic content-hash re-read that catches any missed change.
-pub async fn identity_loop(shared: std::sync::Arc<Shared>, poll: Duration, recheck: Duration) {
-    let mut reported_missing = false;
-    loop {
-        match shared.reload_identity() {
-            Ok(_) => {}
-            Err(IdentityError::Read(e)) if e.is_missing() && shared.identity.current().is_none() => {
-                if !reported_missing {
-                    info!(error = %e, "waiting for identity files; listeners accept nothing until they load");
-                    reported_missing = true;
-                }
-            }
-            Err(e) => warn!(error = %e, "identity reload failed; keeping the identity in force"),
-        }
-        let wait = if shared.identity.current().is_some() { recheck } else { poll };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.shutdown.cancelled() => return,
-        }
     }
 }

@@ -8,8 +8,8 @@ use rustls::crypto::CryptoProvider;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    authz::PolicyStore, config::Config, identity::IdentityStore, metrics::Metrics, readiness::Readiness,
-    reload::ReloadLog, status::ListenerStatus,
+    authz::PolicyStore, config::Config, conns::InboundConnections, identity::IdentityStore, metrics::Metrics,
+    readiness::Readiness, reload::ReloadLog, status::ListenerStatus, watch::WatchState,
 };
 
 pub struct Shared {
@@ -28,6 +28,10 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// How file changes are noticed, for `/status`.
+    pub watch: WatchState,
+    /// Open inbound connections by caller, for revocation on policy reload.
+    pub callers: Arc<InboundConnections>,
     /// The bound listeners, for `/status`; set once at start.
     pub listeners: OnceLock<Vec<ListenerStatus>>,
 }
@@ -48,6 +52,8 @@ impl Shared {
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
             listeners: OnceLock::new(),
+            callers: Arc::default(),
+            watch: WatchState::default(),
         }
     }
 }

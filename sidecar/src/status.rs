@@ -10,7 +10,7 @@ use std::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{metrics::ListenerMetrics, reload::ReloadOutcome, state::Shared};
+use crate::{metrics::ListenerMetrics, reload::ReloadOutcome, state::Shared, watch::WatchMode};
 
 /// A listener as `/status` shows it, registered once its socket is bound.
 pub struct ListenerStatus {
@@ -84,6 +84,11 @@ pub fn snapshot(shared: &Shared) -> Value {
         })
         .unwrap_or_default();
     let pending = shared.readiness.pending(&shared.identity, now);
+    let watch = match shared.watch.get() {
+        WatchMode::Starting => json!({ "mode": "starting" }),
+        WatchMode::Events => json!({ "mode": "inotify" }),
+        WatchMode::Polling { reason } => json!({ "mode": "polling", "reason": reason }),
+    };
     json!({
         "ready": pending.is_empty(),
         "pending": pending,
@@ -94,5 +99,7 @@ pub fn snapshot(shared: &Shared) -> Value {
             "policy": outcome(shared.reloads.last(crate::metrics::ReloadKind::Policy)),
         },
         "listeners": listeners,
+        "watcher": watch,
+        "open_inbound_callers": shared.callers.len(),
     })
 }

@@ -1,0 +1,330 @@
+//! Noticing that identity or policy files changed, and triggering the reload.
+//!
+//! One inotify watcher (notify) for every directory that matters: the identity directory, the policy file's
+//! directory, and the parent of each, so that replacing a watched directory wholesale (a symlink swapped
+//! above it, a directory deleted and recreated) is seen and the watch re-added. Directories, never files:
+//! editors and the kubelet replace files by rename, which silently kills a watch on the file.
+//!
+//! Events are debounced (100 ms of quiet, at most 1 s after the first event) so that one atomic publication
+//! (4-6 events) or an editor's save causes one reload. Behind the events there are two safety nets: a
+//! content-hash re-read every 30 s catches anything missed (network filesystems send no events), and if the
+//! watcher cannot be created at all (inotify limits) the files are polled every second instead, which `/status`
+//! and the log say.
+//!
+//! A failed identity reload (a writer that replaced the certificate but not yet the key) is retried with
+//! backoff; until it succeeds the identity in force keeps serving.
+
+use std::{
+    collections::HashMap,
+    ffi::OsString,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use notify::{
+    EventKind, RecursiveMode, Watcher as _,
+    event::{AccessKind, AccessMode},
+};
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{debug, info, warn};
+
+use crate::{identity::IdentityError, state::Shared};
+
+const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+const RECHECK: Duration = Duration::from_secs(30);
+const POLL_WITHOUT_WATCHER: Duration = Duration::from_secs(1);
+const POLL_BEFORE_IDENTITY: Duration = Duration::from_millis(250);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How changes are noticed, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMode {
+    Starting,
+    /// inotify events, debounced.
+    Events,
+    /// No watcher could be created: periodic polling.
+    Polling {
+        reason: String,
+    },
+}
+
+/// Shared, observable watcher state.
+#[derive(Debug)]
+pub struct WatchState(Mutex<WatchMode>);
+
+impl Default for WatchState {
+    fn default() -> Self {
+        Self(Mutex::new(WatchMode::Starting))
+    }
+}
+
+impl WatchState {
+    pub fn get(&self) -> WatchMode {
+        self.0.lock().map(|m| m.clone()).unwrap_or(WatchMode::Starting)
+    }
+
+    fn set(&self, mode: WatchMode) {
+        if let Ok(mut m) = self.0.lock() {
+            *m = mode;
+        }
+    }
+}
+
+/// Which reload a change calls for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Pending {
+    identity: bool,
+    policy: bool,
+}
+
+/// A directory whose entries matter, and which of them.
+#[derive(Debug, Clone)]
+struct Interest {
+    dir: PathBuf,
+    /// File names that matter; None: any entry. `..data` (kubelet/certs-agent layout) always matters.
+    names: Option<Vec<OsString>>,
+    identity: bool,
+}
+
+/// The directories of interest for the configuration's identity and policy.
+fn interests(shared: &Shared) -> Vec<Interest> {
+    let mut out = Vec::new();
+    let id = &shared.config.identity;
+    match &id.dir {
+        Some(dir) => out.push(Interest { dir: absolute(dir), names: None, identity: true }),
+        None => {
+            for file in [&id.cert, &id.key, &id.bundle] {
+                if let (Some(dir), Some(name)) = (file.parent(), file.file_name()) {
+                    out.push(Interest { dir: absolute(dir), names: Some(vec![name.to_owned()]), identity: true });
+                }
+            }
+        }
+    }
+    let policy = shared.policy.path();
+    if let (Some(dir), Some(name)) = (policy.parent(), policy.file_name()) {
+        out.push(Interest { dir: absolute(dir), names: Some(vec![name.to_owned()]), identity: false });
+    }
+    out
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Interest {
+    /// What an event on `path` means for this interest.
+    fn classify(&self, path: &Path) -> Pending {
+        let hit = Pending { identity: self.identity, policy: !self.identity };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Pending::default() };
+        if parent == self.dir {
+            let named = match &self.names {
+                None => true,
+                Some(names) => names.iter().any(|n| n == name) || name.to_string_lossy().starts_with("..data"),
+            };
+            return if named { hit } else { Pending::default() };
+        }
+        // The watched directory itself was created, replaced or removed in its parent.
+        if path == self.dir {
+            return hit;
+        }
+        Pending::default()
+    }
+}
+
+/// Keeps inotify watches on the directories of interest and their parents, re-adding a watch when the
+/// directory at a path is no longer the one watched (replaced) or appears late.
+struct Watches {
+    watcher: notify::RecommendedWatcher,
+    /// Watched path -> (device, inode) of the directory watched there.
+    watched: HashMap<PathBuf, (u64, u64)>,
+}
+
+impl Watches {
+    fn refresh(&mut self, interests: &[Interest]) {
+        let mut wanted: Vec<&Path> = Vec::new();
+        for i in interests {
+            wanted.push(&i.dir);
+            if let Some(parent) = i.dir.parent() {
+                wanted.push(parent);
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        for path in wanted {
+            let current = std::fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()));
+            let known = self.watched.get(path).copied();
+            if current == known {
+                continue;
+            }
+            if known.is_some() {
+                let _ = self.watcher.unwatch(path);
+                self.watched.remove(path);
+            }
+            if let Some(inode) = current {
+                match self.watcher.watch(path, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        debug!(dir = %path.display(), "watching");
+                        self.watched.insert(path.to_path_buf(), inode);
+                    }
+                    Err(e) => {
+                        warn!(dir = %path.display(), error = %e, "cannot watch directory; relying on periodic re-reads")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an event can mean new content. Opens and reads (including our own) cannot.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Runs until shutdown: loads the identity as soon as it exists, then reloads identity and policy on change.
+pub async fn run(shared: Arc<Shared>) {
+    let interests = interests(&shared);
+    let (tx, mut rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watches = match notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    }) {
+        Ok(watcher) => {
+            shared.watch.set(WatchMode::Events);
+            Some(Watches { watcher, watched: HashMap::new() })
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            warn!(error = %reason, every = ?POLL_WITHOUT_WATCHER, "cannot create a file watcher (inotify limits?); polling identity and policy files instead");
+            shared.watch.set(WatchMode::Polling { reason });
+            None
+        }
+    };
+    let poll = if watches.is_some() { RECHECK } else { POLL_WITHOUT_WATCHER };
+
+    let mut reloads = Reloads::new(shared.clone());
+    reloads.identity();
+    let mut pending = Pending::default();
+    let mut first_event: Option<Instant> = None;
+    let mut quiet_until = Instant::now();
+    let mut next_poll = Instant::now() + poll;
+    loop {
+        if let Some(w) = watches.as_mut() {
+            w.refresh(&interests);
+        }
+        let flush_at = first_event.map(|first| quiet_until.min(first + DEBOUNCE_MAX));
+        let retry_at = reloads.identity_retry_at();
+        tokio::select! {
+            event = rx.recv(), if watches.is_some() => {
+                let Some(event) = event else { continue };
+                let changes = classify(&interests, event);
+                if changes != Pending::default() {
+                    pending.identity |= changes.identity;
+                    pending.policy |= changes.policy;
+                    let now = Instant::now();
+                    first_event.get_or_insert(now);
+                    quiet_until = now + DEBOUNCE;
+                }
+            }
+            _ = sleep_until(flush_at) => {
+                if pending.identity {
+                    reloads.identity();
+                }
+                if pending.policy {
+                    reloads.policy();
+                }
+                pending = Pending::default();
+                first_event = None;
+            }
+            _ = sleep_until(retry_at) => reloads.identity(),
+            _ = tokio::time::sleep_until(next_poll) => {
+                reloads.identity();
+                reloads.policy();
+                next_poll = Instant::now() + poll;
+            }
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn classify(interests: &[Interest], event: notify::Result<notify::Event>) -> Pending {
+    let everything = Pending { identity: true, policy: true };
+    let event = match event {
+        Ok(event) => event,
+        // The watcher lost events (queue overflow): re-read everything.
+        Err(_) => return everything,
+    };
+    if event.need_rescan() {
+        return everything;
+    }
+    if !is_change(&event.kind) {
+        return Pending::default();
+    }
+    let mut out = Pending::default();
+    for path in &event.paths {
+        for i in interests {
+            let p = i.classify(path);
+            out.identity |= p.identity;
+            out.policy |= p.policy;
+        }
+    }
+    out
+}
+
+/// Runs reloads and remembers when a failed identity reload should be retried.
+struct Reloads {
+    shared: Arc<Shared>,
+    retry: Option<(Instant, Duration)>,
+    reported_missing: bool,
+}
+
+impl Reloads {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, retry: None, reported_missing: false }
+    }
+
+    fn identity(&mut self) {
+        match self.shared.reload_identity() {
+            Ok(_) => self.retry = None,
+            Err(IdentityError::Read(e)) if e.is_missing() && self.shared.identity.current().is_none() => {
+                if !self.reported_missing {
+                    info!(error = %e, "waiting for identity files; listeners accept nothing until they load");
+                    self.reported_missing = true;
+                }
+                self.retry = Some((Instant::now() + POLL_BEFORE_IDENTITY, POLL_BEFORE_IDENTITY));
+            }
+            Err(e) => {
+                let backoff = self.retry.map_or(RETRY_MIN, |(_, b)| (b * 2).min(RETRY_MAX));
+                let keeping = if self.shared.identity.current().is_some() {
+                    "keeping the identity in force"
+                } else {
+                    "no identity yet"
+                };
+                warn!(error = %e, retry_in = ?backoff, "identity reload failed; {keeping}");
+                self.retry = Some((Instant::now() + backoff, backoff));
+            }
+        }
+    }
+
+    fn policy(&mut self) {
+        let _ = self.shared.reload_policy(false);
+    }
+
+    fn identity_retry_at(&self) -> Option<Instant> {
+        self.retry.map(|(at, _)| at)
+    }
+}
