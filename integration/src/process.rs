@@ -192,6 +192,27 @@ impl SidecarProcess {
         Ok(body)
     }
 
+    /// Polls `/metrics` until `pred` holds and returns that scrape; fails after `within`. Counters are bumped
+    /// by the sidecar's own tasks, which may finish a moment after the client saw the connection close.
+    pub async fn metrics_when(
+        &self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&crate::prom::Metrics) -> bool,
+    ) -> anyhow::Result<crate::prom::Metrics> {
+        let deadline = Instant::now() + within;
+        loop {
+            let m = crate::prom::Metrics::parse(&self.metrics().await?)?;
+            if pred(&m) {
+                return Ok(m);
+            }
+            if Instant::now() > deadline {
+                bail!("{}: {what}: not within {within:?}\n{}", self.name, self.raw_log());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Log records (JSON objects) so far that satisfy `pred`.
     pub fn log_matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.log.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()

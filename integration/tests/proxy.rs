@@ -91,8 +91,12 @@ async fn a_plaintext_client_at_the_inbound_port_gets_no_app_data() {
     assert!(reply.is_empty() || reply[0] == 21, "unexpected reply {reply:?}");
     assert_eq!(app.accepted(), 0, "the app was reached");
 
-    let m = Metrics::parse(&api.metrics().await.unwrap()).unwrap();
-    assert_eq!(m.value("sidecar_tls_handshakes_total", &[("direction", "inbound"), ("reason", "protocol_error")]), 1.0);
+    let protocol_errors = [("direction", "inbound"), ("reason", "protocol_error")];
+    api.metrics_when(Duration::from_secs(5), "protocol_error counted", |m| {
+        m.value("sidecar_tls_handshakes_total", &protocol_errors) == 1.0
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +181,12 @@ async fn openssl_s_client_interoperates_and_is_refused_without_a_certificate() {
     assert!(!out.contains("app says"), "a client without a certificate reached the app: {out:?}");
     assert_eq!(app.accepted(), 1);
 
-    let m = Metrics::parse(&api.metrics().await.unwrap()).unwrap();
+    let m = api
+        .metrics_when(Duration::from_secs(5), "both handshakes counted", |m| {
+            m.value("sidecar_tls_handshakes_total", &[("direction", "inbound")]) == 2.0
+        })
+        .await
+        .unwrap();
     assert_eq!(m.value("sidecar_tls_handshakes_total", &[("direction", "inbound"), ("reason", "ok")]), 1.0);
     assert_eq!(m.value("sidecar_tls_handshakes_total", &[("direction", "inbound"), ("reason", "no_client_cert")]), 1.0);
 }

@@ -45,8 +45,14 @@ async fn tls_exchange(addr: std::net::SocketAddr, cert: ClientCert<'_>, mesh: &M
     reply
 }
 
-async fn metrics(p: &integration::SidecarProcess) -> Metrics {
-    Metrics::parse(&p.metrics().await.unwrap()).unwrap()
+/// The scrape once the sidecar has counted `handshakes` inbound handshakes (it may count a refusal a moment
+/// after the client saw the close).
+async fn metrics(p: &integration::SidecarProcess, handshakes: f64) -> Metrics {
+    p.metrics_when(Duration::from_secs(5), "handshakes counted", |m| {
+        m.value("sidecar_tls_handshakes_total", &[]) >= handshakes
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +69,7 @@ async fn a_caller_the_policy_does_not_allow_is_refused_before_reaching_the_app()
     assert!(reply.is_empty(), "denied caller received {reply:?}");
     assert_eq!(app.accepted(), 0, "the app accepted a connection for a denied caller");
 
-    let m = metrics(&api).await;
+    let m = metrics(&api, 1.0).await;
     assert_eq!(m.value("sidecar_authz_decisions_total", &[("listener", "api"), ("decision", "deny")]), 1.0);
     assert_eq!(m.value("sidecar_authz_decisions_total", &[("decision", "allow")]), 0.0);
     // The TLS handshake itself was fine: the refusal is the policy's.
@@ -109,7 +115,7 @@ async fn untrusted_ca_no_certificate_and_expired_certificate_are_refused_each_wi
     assert!(tls_exchange(addr, ClientCert::Dir(&expired), &mesh).await.is_empty());
 
     assert_eq!(app.accepted(), 0);
-    let m = metrics(&api).await;
+    let m = metrics(&api, 3.0).await;
     for reason in ["untrusted", "no_client_cert", "expired"] {
         let n = m.value(
             "sidecar_tls_handshakes_total",
@@ -156,7 +162,7 @@ async fn leaves_that_break_the_svid_rules_are_refused() {
         assert!(reply.is_empty(), "{what}: got {reply:?}");
     }
     assert_eq!(app.accepted(), 0);
-    let m = metrics(&api).await;
+    let m = metrics(&api, cases.len() as f64).await;
     assert_eq!(
         m.value("sidecar_tls_handshakes_total", &[("direction", "inbound"), ("reason", "bad_svid")]),
         cases.len() as f64,
@@ -180,7 +186,7 @@ async fn an_outbound_route_refuses_a_server_with_the_wrong_spiffe_id() {
     assert!(reply.is_empty(), "local client received {reply:?}");
     assert_eq!(app.accepted(), 0);
 
-    let m = metrics(&web).await;
+    let m = metrics(&web, 1.0).await;
     assert_eq!(m.value("sidecar_tls_handshakes_total", &[("direction", "outbound"), ("reason", "wrong_peer_id")]), 1.0);
     let line = web.wait_log(Duration::from_secs(5), |v| v["reason"] == "wrong_peer_id").await.unwrap();
     assert_eq!(line["peer.id"], API_ID);

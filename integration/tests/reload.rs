@@ -37,14 +37,7 @@ async fn metrics(p: &SidecarProcess) -> Metrics {
 
 /// Polls `/metrics` until `f` holds, or fails after `within`.
 async fn eventually(p: &SidecarProcess, within: Duration, what: &str, f: impl Fn(&Metrics) -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
-        if f(&metrics(p).await) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}\n{}", p.raw_log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    p.metrics_when(within, what, f).await.unwrap();
 }
 
 /// Whether `who` can complete a request through api's inbound listener (the echo app answers).

@@ -125,7 +125,7 @@ fn route(req: &Request<Incoming>, client: ClientAddr, shared: &Shared) -> Respon
                 text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", pending.join(", ")))
             }
         }
-        (&Method::GET, "/metrics") => match shared.metrics.render() {
+        (&Method::GET, "/metrics") => match shared.render_metrics() {
             Ok(body) => response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body.into()),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render metrics: {e}\n")),
         },

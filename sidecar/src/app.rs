@@ -51,6 +51,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
     let config = Config::load(config_path)?;
     let policy = PolicyStore::load(config.policy.clone())?;
     let shared = Arc::new(Shared::new(config, Metrics::new()?, policy));
+    let _ = shared.runtime.set(tokio::runtime::Handle::current());
     shared.record_initial_policy();
 
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;

@@ -32,11 +32,24 @@ pub enum Flow {
     BToA,
 }
 
+/// Which end of a direction failed: reading from its source or writing to its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Read,
+    Write,
+}
+
 /// Why a proxied connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum DuplexError {
-    #[error("{flow:?}: {source}")]
-    Io { flow: Flow, source: io::Error },
+    #[error("{flow:?} {side:?}: {source}")]
+    Io {
+        flow: Flow,
+        side: Side,
+        source: io::Error,
+        /// Bytes moved before the failure.
+        moved: Transferred,
+    },
     #[error("half-closed and idle for {0:?}")]
     HalfCloseIdle(Duration),
 }
@@ -81,16 +94,17 @@ impl<'c> Half<'c> {
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
-    ) -> Poll<io::Result<()>>
+    ) -> Poll<Result<(), (Side, io::Error)>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
     {
+        let write_err = |e| (Side::Write, e);
         loop {
             while self.pos < self.buf.len() {
-                let n = ready!(writer.as_mut().poll_write(cx, &self.buf[self.pos..]))?;
+                let n = ready!(writer.as_mut().poll_write(cx, &self.buf[self.pos..])).map_err(write_err)?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err((Side::Write, io::ErrorKind::WriteZero.into())));
                 }
                 self.pos += n;
                 self.need_flush = true;
@@ -100,10 +114,10 @@ impl<'c> Half<'c> {
 
             if self.read_done {
                 if self.need_flush {
-                    ready!(writer.as_mut().poll_flush(cx))?;
+                    ready!(writer.as_mut().poll_flush(cx)).map_err(write_err)?;
                     self.need_flush = false;
                 }
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                ready!(writer.as_mut().poll_shutdown(cx)).map_err(write_err)?;
                 return Poll::Ready(Ok(()));
             }
 
@@ -122,12 +136,12 @@ impl<'c> Half<'c> {
                 // A peer that closes TCP without a TLS close_notify ends its stream all the same: the
                 // application protocol above detects truncation, as it would behind a plain TCP proxy.
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => self.read_done = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((Side::Read, e))),
                 Poll::Pending => {
                     // Waiting for the peer: give the buffer back while idle.
                     self.buf = Vec::new();
                     if self.need_flush {
-                        ready!(writer.as_mut().poll_flush(cx))?;
+                        ready!(writer.as_mut().poll_flush(cx)).map_err(write_err)?;
                         self.need_flush = false;
                     }
                     return Poll::Pending;
@@ -158,13 +172,15 @@ where
     poll_fn(|cx| {
         if !ab.done {
             if let Poll::Ready(r) = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b)) {
-                r.map_err(|source| DuplexError::Io { flow: Flow::AToB, source })?;
+                let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
+                r.map_err(|(side, source)| DuplexError::Io { flow: Flow::AToB, side, source, moved })?;
                 ab.done = true;
             }
         }
         if !ba.done {
             if let Poll::Ready(r) = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a)) {
-                r.map_err(|source| DuplexError::Io { flow: Flow::BToA, source })?;
+                let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
+                r.map_err(|(side, source)| DuplexError::Io { flow: Flow::BToA, side, source, moved })?;
                 ba.done = true;
             }
         }

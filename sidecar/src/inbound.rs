@@ -14,7 +14,8 @@ use crate::{
     accept::OpenConnection,
     addr::{ClientAddr, ConnectAddr},
     config::{InboundConfig, ListenerName},
-    duplex,
+    duplex::{self, DuplexError, Flow, Side},
+    log_limit::LogKind,
     metrics::ListenerMetrics,
     state::Shared,
     tls::{HandshakeFailure, HandshakeReason},
@@ -54,7 +55,9 @@ impl Inbound {
             Ok(app) => app,
             Err(e) => {
                 self.metrics.connect_error(e.reason());
-                warn!(listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = e.reason(), error = %e, "cannot reach the local app");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
+                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = e.reason(), error = %e, suppressed, "cannot reach the local app");
+                }
                 close_quietly(tls).await;
                 return;
             }
@@ -78,6 +81,15 @@ impl Inbound {
             Ok(t) => {
                 debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed")
             }
+            // The app accepted, then reset before answering: as good as unreachable, and counted so.
+            Err(DuplexError::Io { flow: Flow::BToA, side: Side::Read, source, moved })
+                if moved.b_to_a == 0 && source.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                m.connect_error("reset");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
+                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = "reset", suppressed, "the local app reset the connection before answering");
+                }
+            }
             Err(e) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
         }
     }
@@ -96,8 +108,9 @@ impl Inbound {
             Err(_) => HandshakeFailure::timeout(limit),
         };
         self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
         let claimed = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
-        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = claimed, reason = %failure.reason, detail = %failure.detail, "connection refused: handshake failed");
+        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
         None
     }
 
@@ -130,7 +143,9 @@ impl Inbound {
                 true
             }
             Verdict::Deny => {
-                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "denied", rule = decision.rule, generation = policy.generation, "connection refused: caller not allowed by policy");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Denied) {
+                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "denied", rule = decision.rule, generation = policy.generation, suppressed, "connection refused: caller not allowed by policy");
+                }
                 false
             }
         }

@@ -12,6 +12,7 @@ pub mod conns;
 pub mod duplex;
 pub mod identity;
 pub mod inbound;
+pub mod log_limit;
 pub mod metrics;
 pub mod outbound;
 pub mod readiness;

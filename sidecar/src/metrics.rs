@@ -71,6 +71,7 @@ pub struct Metrics {
     pub cert_expiry: Gauge,
     pub trust_anchors: IntGauge,
     pub policy_generation: IntGauge,
+    pub runtime_tasks: IntGauge,
 }
 
 /// Handshake metrics of one direction, resolved.
@@ -191,6 +192,11 @@ impl Metrics {
         let policy_generation =
             IntGauge::new("sidecar_policy_generation", "Increments on every successful policy load.")?;
         r.register(Box::new(policy_generation.clone()))?;
+        let runtime_tasks = IntGauge::new(
+            "sidecar_runtime_tasks_alive",
+            "Tasks alive on the data-plane runtime (one per open connection, plus a few fixed ones).",
+        )?;
+        r.register(Box::new(runtime_tasks.clone()))?;
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
 
         for what in [ReloadKind::Identity, ReloadKind::Policy] {
@@ -215,6 +221,7 @@ impl Metrics {
             cert_expiry,
             trust_anchors,
             policy_generation,
+            runtime_tasks,
         })
     }
 

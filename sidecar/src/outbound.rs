@@ -13,6 +13,7 @@ use crate::{
     addr::{ClientAddr, ConnectAddr},
     config::{ListenerName, OutboundConfig},
     duplex,
+    log_limit::LogKind,
     metrics::{Direction, ListenerMetrics},
     state::Shared,
     tls::{HandshakeFailure, HandshakeReason},
@@ -55,7 +56,9 @@ impl Outbound {
             Ok(remote) => remote,
             Err(e) => {
                 self.metrics.connect_error(e.reason());
-                warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, reason = e.reason(), error = %e, "cannot reach the peer sidecar");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
+                    warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, reason = e.reason(), error = %e, suppressed, "cannot reach the peer sidecar");
+                }
                 return;
             }
         };
@@ -89,8 +92,9 @@ impl Outbound {
             Err(_) => HandshakeFailure::timeout(limit),
         };
         self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
         let found = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
-        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = found, reason = %failure.reason, detail = %failure.detail, "connection refused: handshake with the peer failed");
+        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = found, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None
     }
 }

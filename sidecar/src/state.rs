@@ -8,8 +8,8 @@ use rustls::crypto::CryptoProvider;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    authz::PolicyStore, config::Config, conns::InboundConnections, identity::IdentityStore, metrics::Metrics,
-    readiness::Readiness, reload::ReloadLog, status::ListenerStatus, watch::WatchState,
+    authz::PolicyStore, config::Config, conns::InboundConnections, identity::IdentityStore, log_limit::LogLimiter,
+    metrics::Metrics, readiness::Readiness, reload::ReloadLog, status::ListenerStatus, watch::WatchState,
 };
 
 pub struct Shared {
@@ -28,6 +28,10 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Rate limits for per-connection warning lines.
+    pub log_limit: LogLimiter,
+    /// The data-plane runtime, for its task count on `/metrics` (the admin server runs elsewhere).
+    pub runtime: OnceLock<tokio::runtime::Handle>,
     /// How file changes are noticed, for `/status`.
     pub watch: WatchState,
     /// Open inbound connections by caller, for revocation on policy reload.
@@ -54,6 +58,18 @@ impl Shared {
             listeners: OnceLock::new(),
             callers: Arc::default(),
             watch: WatchState::default(),
+            log_limit: LogLimiter::default(),
+            runtime: OnceLock::new(),
         }
+    }
+}
+
+impl Shared {
+    /// The `/metrics` exposition, with the values sampled at scrape time filled in.
+    pub fn render_metrics(&self) -> Result<Vec<u8>, prometheus::Error> {
+        if let Some(runtime) = self.runtime.get() {
+            self.metrics.runtime_tasks.set(runtime.metrics().num_alive_tasks() as i64);
+        }
+        self.metrics.render()
     }
 }
