@@ -1,11 +1,54 @@
-//! The trust domain's root CA as kept on disk: `ca.pem`, `ca_key.pem` (0600) and `bundle.pem`.
+//! The trust domain's root CA: the CA directory's layout, creating a root, and [`Ca`], a snapshot of the CA at
+//! one instant (the root that signs, and every root trusted) taken by [`crate::store::CaStore`].
 //!
-//! `bundle.pem` lists every root currently trusted. Today it holds just the one root; CA rotation (a later
-//! issue) will put the old and the new root in it side by side, which is why it is a file of its own rather
-//! than a copy of `ca.pem` made at issue time.
+//! # The CA directory
 //!
-//! The root never carries name constraints: rustls-webpki rejects every chain that contains a URI name
-//! constraint (RUSTSEC-2026-0098), and SPIFFE only defines URI ones.
+//! ```text
+//! CA_DIR/                          mode 0700
+//!   ca.pem                         the root that signs SVIDs now                         (view)
+//!   ca_key.pem                     its private key, 0600                                  (view)
+//!   bundle.pem                     every root currently trusted, PEM, oldest first        (view)
+//!   bundle.spiffe.json             the same roots as a SPIFFE bundle (JWKS)               (view)
+//!   roots.json                     the root set: phases, activation times, issuance record (source of truth)
+//!   roots/<serial>.pem             each root's certificate                                (source of truth)
+//!   roots/<serial>_key.pem         each root's private key, 0600 (absent for trust-only roots)
+//!   .lock                          flock(2)-ed by every certs-agent command using the directory
+//! ```
+//!
+//! `roots.json` and `roots/` are what certs-agent reads. The four *views* are derived from them and rewritten
+//! (atomically, under the lock) by any certs-agent command that finds them out of date, so `ca.pem`,
+//! `ca_key.pem` and `bundle.pem` keep the meaning SPEC §1 gives them for other tools, through rotations. Edit
+//! the root set with `ca rotate` / `ca retire`, not by editing the views.
+//!
+//! `ca init` writes `ca.pem`, `ca_key.pem` and `bundle.pem` (the layout of SPEC §1) and then *adopts* them:
+//! the first certs-agent command that finds a directory without `roots.json` checks those three files (the
+//! key private and matching the certificate, the bundle containing it), copies them into `roots/`, and writes
+//! `roots.json`, with the roots of `bundle.pem` other than `ca.pem` as trust-only roots. A CA made with other
+//! tools (`openssl`, an existing PKI) is adopted the same way.
+//!
+//! # Rotation (SPEC §1)
+//!
+//! 1. `ca rotate` makes root B, adds it to the set as *pending* and rewrites the bundle to A+B at once. It
+//!    activates at `--activate-after` (default: when the last SVID issued so far expires, so every workload has
+//!    renewed, and so fetched the A+B bundle, before any B-signed leaf exists).
+//! 2. From then on every issuance is signed by B; activation is decided by the clock, with no write, so all
+//!    issuers agree. `certs-agent run` notices the new bundle and the new signing root within a poll interval
+//!    and re-issues at once.
+//! 3. `ca retire` drops A from the bundle once every SVID A signed has expired (the issuance record in
+//!    `roots.json` keeps, per root, the latest notAfter it signed), or at once with `--force`; it deletes A's
+//!    key. Runs notice the new bundle and re-publish.
+//!
+//! Every root ever in the set is in the bundle, and a root leaves only when it has no live SVID, so the bundle
+//! always overlaps the roots that signed live SVIDs.
+//!
+//! # Writes
+//!
+//! Every write is a temporary file fsync-ed then renamed over its name, then the directory fsync-ed, made under
+//! the lock. `roots.json` is the commit point of a change: a crash before it leaves unreferenced files in
+//! `roots/` (removed by the next command), a crash after it leaves stale views (rewritten by the next command).
+//!
+//! Roots never carry name constraints: rustls-webpki rejects every chain that contains a URI name constraint
+//! (RUSTSEC-2026-0098), and SPIFFE only defines URI ones.
 
 use std::{
     io,
@@ -26,15 +69,19 @@ use crate::{
     files::{self, CERT_MODE, FsError, KEY_MODE},
     pem,
     serial::{Serial, SerialError},
-    validity,
+    spiffe_bundle, validity,
 };
 
 /// File names inside a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca_key.pem";
 pub const BUNDLE_FILE: &str = "bundle.pem";
+pub const SPIFFE_BUNDLE_FILE: &str = "bundle.spiffe.json";
+pub const ROOTS_FILE: &str = "roots.json";
+pub const ROOTS_DIR: &str = "roots";
+pub const LOCK_FILE: &str = ".lock";
 
-/// Why a CA could not be created or loaded. Every variant names the file concerned.
+/// Why a CA could not be created, loaded or changed. Every variant names the file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     #[error("a CA already exists: {} is present (refusing to overwrite it)", path.display())]
@@ -53,6 +100,17 @@ pub enum CaError {
     BadBundle { path: PathBuf, reason: String },
     #[error("trust bundle {} does not contain the CA certificate {}: SVIDs it signs would not verify", bundle.display(), cert.display())]
     CertNotInBundle { bundle: PathBuf, cert: PathBuf },
+    #[error("root set {} is unusable: {reason}", path.display())]
+    BadRootSet { path: PathBuf, reason: String },
+    #[error("no root of {} signs at this time (every root is pending or trust-only)", path.display())]
+    NoSigningRoot { path: PathBuf },
+    #[error(
+        "a rotation is already in progress: root {serial} starts signing at {} (run `certs-agent ca rotate` again after that)",
+        validity::rfc3339(*activate_at)
+    )]
+    RotationInProgress { serial: String, activate_at: OffsetDateTime },
+    #[error("--activate-after {} would activate the new root after it expires", crate::ttl::human(*activate_after))]
+    ActivatesAfterExpiry { activate_after: Duration },
     #[error("CA lifetime {} is too long to represent in a certificate", crate::ttl::human(*ttl))]
     TtlTooLong { ttl: Duration },
     #[error("cannot generate the root certificate: {0}")]
@@ -85,17 +143,37 @@ impl CaDir {
     pub fn bundle(&self) -> PathBuf {
         self.dir.join(BUNDLE_FILE)
     }
+    pub fn spiffe_bundle(&self) -> PathBuf {
+        self.dir.join(SPIFFE_BUNDLE_FILE)
+    }
+    pub fn roots_file(&self) -> PathBuf {
+        self.dir.join(ROOTS_FILE)
+    }
+    pub fn roots_dir(&self) -> PathBuf {
+        self.dir.join(ROOTS_DIR)
+    }
+    pub fn root_cert(&self, serial: &str) -> PathBuf {
+        self.roots_dir().join(format!("{serial}.pem"))
+    }
+    pub fn root_key(&self, serial: &str) -> PathBuf {
+        self.roots_dir().join(format!("{serial}_key.pem"))
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
 }
 
-/// A loaded, consistent CA: its certificate, the matching key, and the bundle that trusts it.
+/// The CA at one instant: the root that signs (certificate and key) and every root trusted, with the bundle's
+/// sequence number. Taken under the directory lock by [`crate::store::CaStore::snapshot`].
 pub struct Ca {
     dir: CaDir,
     trust_domain: TrustDomain,
     cert_der: CertificateDer<'static>,
     facts: CertFacts,
     key: KeyPair,
+    bundle: Vec<CertificateDer<'static>>,
     bundle_pem: String,
-    bundle_len: usize,
+    sequence: u64,
 }
 
 impl std::fmt::Debug for Ca {
@@ -106,32 +184,33 @@ impl std::fmt::Debug for Ca {
             .field("trust_domain", &self.trust_domain)
             .field("serial", &self.facts.serial)
             .field("not_after", &self.facts.not_after)
+            .field("bundle_len", &self.bundle.len())
+            .field("sequence", &self.sequence)
             .finish_non_exhaustive()
     }
 }
 
 impl Ca {
     /// Creates a self-signed ECDSA P-256 root for `trust_domain` valid from `now` (back-dated by
-    /// [`validity::BACKDATE`]) for `ttl`, and writes it to `dir` (created with mode 0700 if missing).
-    /// Refuses if any of the three CA files already exists.
+    /// [`validity::BACKDATE`]) for `ttl`, writes `ca.pem`, `ca_key.pem` and `bundle.pem` into `dir` (created with
+    /// mode 0700 if missing), and adopts them (see the module docs). Refuses if any CA file already exists.
     pub fn init(dir: &Path, trust_domain: &TrustDomain, ttl: Duration, now: OffsetDateTime) -> Result<Ca, CaError> {
         let ca_dir = CaDir::new(dir);
         files::create_private_dir(dir)?;
-        for path in [ca_dir.key(), ca_dir.cert(), ca_dir.bundle()] {
+        for path in [ca_dir.key(), ca_dir.cert(), ca_dir.bundle(), ca_dir.roots_file()] {
             if path.symlink_metadata().is_ok() {
                 return Err(CaError::AlreadyExists { path });
             }
         }
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| CaError::Generate(e.to_string()))?;
-        let params = root_params(trust_domain, ttl, now, &Serial::random()?)?;
-        let cert = params.self_signed(&key).map_err(|e| CaError::Generate(e.to_string()))?;
+        let (cert_der, key) = new_root(trust_domain, ttl, now)?;
+        let cert_pem = pem::encode_certificate(&cert_der);
         // The key goes first: `write_new_file` cannot overwrite, so of two concurrent `ca init`s only the one
         // that created the key goes on to write a certificate.
         let key_pem = key.serialize_pem();
         for (path, contents, mode) in [
             (ca_dir.key(), key_pem.as_str(), KEY_MODE),
-            (ca_dir.cert(), cert.pem().as_str(), CERT_MODE),
-            (ca_dir.bundle(), cert.pem().as_str(), CERT_MODE),
+            (ca_dir.cert(), cert_pem.as_str(), CERT_MODE),
+            (ca_dir.bundle(), cert_pem.as_str(), CERT_MODE),
         ] {
             files::write_new_file(&path, contents.as_bytes(), mode).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => CaError::AlreadyExists { path: path.clone() },
@@ -141,40 +220,21 @@ impl Ca {
         Ca::load(dir)
     }
 
-    /// Loads the CA in `dir`, checking that the certificate is a SPIFFE root (CA, one `spiffe://<td>` URI SAN),
-    /// that the key is private to its owner and matches the certificate, and that the bundle trusts it.
+    /// The CA in `dir` as it stands now (adopting a directory without `roots.json`; see the module docs).
     pub fn load(dir: &Path) -> Result<Ca, CaError> {
-        let ca_dir = CaDir::new(dir);
-        let (cert_path, key_path, bundle_path) = (ca_dir.cert(), ca_dir.key(), ca_dir.bundle());
+        crate::store::CaStore::open(dir)?.snapshot(OffsetDateTime::now_utc())
+    }
 
-        let cert_pem = read_ca_file(&cert_path)?;
-        let bad_cert = |reason: String| CaError::BadCertificate { path: cert_path.clone(), reason };
-        let cert_der = pem::certificates(&cert_pem).map_err(|e| bad_cert(e.to_string()))?.swap_remove(0);
-        let facts = cert_facts::parse(&cert_der).map_err(&bad_cert)?;
-        let trust_domain = root_trust_domain(&facts).map_err(&bad_cert)?;
-
-        let mode = files::mode_of(&key_path).map_err(|e| missing_or(e, &key_path))?;
-        if files::is_group_or_world_accessible(mode) {
-            return Err(CaError::KeyTooOpen { path: key_path, mode });
-        }
-        let key_pem = read_ca_file(&key_path)?;
-        let key = std::str::from_utf8(&key_pem)
-            .map_err(|e| e.to_string())
-            .and_then(|text| KeyPair::from_pem(text).map_err(|e| e.to_string()))
-            .map_err(|reason| CaError::BadKey { path: key_path.clone(), reason })?;
-        if key.subject_public_key_info() != facts.spki_der {
-            return Err(CaError::KeyMismatch { key: key_path, cert: cert_path });
-        }
-
-        let bundle_bytes = read_ca_file(&bundle_path)?;
-        let bad_bundle = |reason: String| CaError::BadBundle { path: bundle_path.clone(), reason };
-        let roots = pem::certificates(&bundle_bytes).map_err(|e| bad_bundle(e.to_string()))?;
-        if !roots.iter().any(|root| root == &cert_der) {
-            return Err(CaError::CertNotInBundle { bundle: bundle_path, cert: cert_path });
-        }
-        let bundle_pem = String::from_utf8(bundle_bytes).map_err(|_| bad_bundle("not ASCII PEM text".into()))?;
-
-        Ok(Ca { dir: ca_dir, trust_domain, cert_der, facts, key, bundle_len: roots.len(), bundle_pem })
+    pub(crate) fn from_parts(
+        dir: CaDir,
+        trust_domain: TrustDomain,
+        signing: (CertificateDer<'static>, CertFacts, KeyPair),
+        bundle: Vec<CertificateDer<'static>>,
+        sequence: u64,
+    ) -> Ca {
+        let (cert_der, facts, key) = signing;
+        let bundle_pem = pem::encode_certificates(&bundle);
+        Ca { dir, trust_domain, cert_der, facts, key, bundle, bundle_pem, sequence }
     }
 
     pub fn dir(&self) -> &CaDir {
@@ -183,12 +243,14 @@ impl Ca {
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
     }
+    /// The signing root's certificate.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }
     pub fn facts(&self) -> &CertFacts {
         &self.facts
     }
+    /// The signing root's serial.
     pub fn serial(&self) -> &Serial {
         &self.facts.serial
     }
@@ -198,28 +260,52 @@ impl Ca {
     pub fn not_after(&self) -> OffsetDateTime {
         self.facts.not_after
     }
-    /// The PEM text of `bundle.pem`: every root currently trusted.
+    /// Every root currently trusted, oldest first.
+    pub fn bundle(&self) -> &[CertificateDer<'static>] {
+        &self.bundle
+    }
+    /// The PEM text of [`Ca::bundle`] (what `bundle.pem` holds).
     pub fn bundle_pem(&self) -> &str {
         &self.bundle_pem
     }
-    /// How many roots `bundle.pem` holds.
+    /// How many roots the bundle holds.
     pub fn bundle_len(&self) -> usize {
-        self.bundle_len
+        self.bundle.len()
     }
-    /// How long the CA certificate stays valid after `now` (zero once expired).
+    /// The bundle's version: `spiffe_sequence` of the SPIFFE bundle.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// The bundle in SPIFFE bundle format.
+    pub fn spiffe_bundle_json(&self) -> Result<String, spiffe_bundle::SpiffeBundleError> {
+        spiffe_bundle::to_json(&self.bundle, self.sequence)
+    }
+    /// How long the signing root stays valid after `now` (zero once expired).
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
         validity::remaining(now, self.facts.not_after)
     }
 
-    /// An rcgen signer for leaves under this root (issuer name and key identifier taken from the certificate).
+    /// An rcgen signer for leaves under the signing root (issuer name and key identifier from its certificate).
     pub(crate) fn signer(&self) -> Result<rcgen::Issuer<'static, &KeyPair>, rcgen::Error> {
         rcgen::Issuer::from_ca_cert_der(&self.cert_der, &self.key)
     }
 }
 
+/// A new self-signed root for `trust_domain`: its certificate and key.
+pub(crate) fn new_root(
+    trust_domain: &TrustDomain,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<(CertificateDer<'static>, KeyPair), CaError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| CaError::Generate(e.to_string()))?;
+    let params = root_params(trust_domain, ttl, now, &Serial::random()?)?;
+    let cert = params.self_signed(&key).map_err(|e| CaError::Generate(e.to_string()))?;
+    Ok((cert.der().clone(), key))
+}
+
 /// The certificate template of a root: CA (critical basic constraints, no path length limit, so a later
 /// intermediate stays possible), keyCertSign + cRLSign (critical), URI SAN `spiffe://<td>`, no name
-/// constraints, a subject that tells roots of the same trust domain apart.
+/// constraints, a subject that tells roots of the same trust domain apart (creation time and serial prefix).
 fn root_params(
     trust_domain: &TrustDomain,
     ttl: Duration,
@@ -229,10 +315,11 @@ fn root_params(
     let now = validity::whole_seconds(now);
     let not_after = validity::add(now, ttl).ok_or(CaError::TtlTooLong { ttl })?;
     let stamp = now.format(&Rfc3339).map_err(|e| CaError::Generate(e.to_string()))?;
-    let mut cn = format!("{trust_domain} root {stamp}");
+    let tag: String = serial.to_hex().chars().take(8).collect();
+    let mut cn = format!("{trust_domain} root {stamp} {tag}");
     if cn.len() > 64 {
         // X.520 caps commonName at 64 characters; the trust domain is in the SAN anyway.
-        cn = format!("root {stamp}");
+        cn = format!("root {stamp} {tag}");
     }
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "certs-agent");
@@ -251,8 +338,21 @@ fn root_params(
     Ok(params)
 }
 
+/// Parses a root certificate file's first certificate and checks it is a SPIFFE root; returns it, its facts and
+/// its trust domain.
+pub(crate) fn parse_root(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(CertificateDer<'static>, CertFacts, TrustDomain), CaError> {
+    let bad_cert = |reason: String| CaError::BadCertificate { path: path.to_path_buf(), reason };
+    let der = pem::certificates(bytes).map_err(|e| bad_cert(e.to_string()))?.swap_remove(0);
+    let facts = cert_facts::parse(&der).map_err(&bad_cert)?;
+    let trust_domain = root_trust_domain(&facts).map_err(&bad_cert)?;
+    Ok((der, facts, trust_domain))
+}
+
 /// The trust domain a root stands for: it must be a CA whose single URI SAN is `spiffe://<td>` (no path).
-fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String> {
+pub(crate) fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String> {
     if facts.is_ca != Some(true) {
         return Err("not a CA certificate (basic constraints CA=true missing)".into());
     }
@@ -269,11 +369,29 @@ fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String> {
     Ok(id.trust_domain())
 }
 
-fn read_ca_file(path: &Path) -> Result<Vec<u8>, CaError> {
+/// Reads a root's key file: private to its owner, parsable, matching `facts` (the certificate at `cert_path`).
+/// Returns the key and the file's bytes.
+pub(crate) fn load_key(key_path: &Path, cert_path: &Path, facts: &CertFacts) -> Result<(KeyPair, Vec<u8>), CaError> {
+    let mode = files::mode_of(key_path).map_err(|e| missing_or(e, key_path))?;
+    if files::is_group_or_world_accessible(mode) {
+        return Err(CaError::KeyTooOpen { path: key_path.to_path_buf(), mode });
+    }
+    let bytes = read_ca_file(key_path)?;
+    let key = std::str::from_utf8(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|text| KeyPair::from_pem(text).map_err(|e| e.to_string()))
+        .map_err(|reason| CaError::BadKey { path: key_path.to_path_buf(), reason })?;
+    if key.subject_public_key_info() != facts.spki_der {
+        return Err(CaError::KeyMismatch { key: key_path.to_path_buf(), cert: cert_path.to_path_buf() });
+    }
+    Ok((key, bytes))
+}
+
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<u8>, CaError> {
     files::read(path).map_err(|e| missing_or(e, path))
 }
 
-fn missing_or(e: FsError, path: &Path) -> CaError {
+pub(crate) fn missing_or(e: FsError, path: &Path) -> CaError {
     match e.kind() {
         io::ErrorKind::NotFound => CaError::Missing { path: path.to_path_buf() },
         _ => CaError::Fs(e),
@@ -289,6 +407,13 @@ mod tests {
 
     fn td() -> TrustDomain {
         TrustDomain::parse("example.org").unwrap()
+    }
+
+    /// Turns an initialized CA directory back into the plain SPEC §1 layout (as another tool would make it).
+    fn plain_layout(dir: &Path) {
+        fs::remove_file(dir.join(ROOTS_FILE)).unwrap();
+        fs::remove_dir_all(dir.join(ROOTS_DIR)).unwrap();
+        let _ = fs::remove_file(dir.join(SPIFFE_BUNDLE_FILE));
     }
 
     #[test]
@@ -311,6 +436,7 @@ mod tests {
         assert_eq!(facts.key_type, "ECDSA P-256");
         assert!(facts.subject.contains("O=certs-agent"), "{}", facts.subject);
         assert!(facts.subject.contains("example.org root "), "{}", facts.subject);
+        assert!(facts.subject.contains(&facts.serial.to_hex()[..8]), "{}", facts.subject);
         assert_eq!(facts.subject, facts.issuer);
         assert_eq!(facts.not_before, validity::whole_seconds(now) - validity::BACKDATE);
         assert_eq!(facts.not_after, validity::whole_seconds(now) + DAY);
@@ -320,6 +446,25 @@ mod tests {
         assert_eq!(files::mode_of(&dir.join(CA_KEY_FILE)).unwrap(), 0o600);
         assert_eq!(fs::read(dir.join(BUNDLE_FILE)).unwrap(), fs::read(dir.join(CA_CERT_FILE)).unwrap());
         assert_eq!(ca.bundle_len(), 1);
+        assert_eq!(ca.sequence(), 1);
+
+        // The full layout: the root set and its files, and the SPIFFE bundle view.
+        let serial = facts.serial.to_hex();
+        assert_eq!(
+            fs::read(dir.join(ROOTS_DIR).join(format!("{serial}.pem"))).unwrap(),
+            fs::read(dir.join(CA_CERT_FILE)).unwrap()
+        );
+        assert_eq!(files::mode_of(&dir.join(ROOTS_DIR).join(format!("{serial}_key.pem"))).unwrap(), 0o600);
+        assert_eq!(
+            fs::read(dir.join(ROOTS_DIR).join(format!("{serial}_key.pem"))).unwrap(),
+            fs::read(dir.join(CA_KEY_FILE)).unwrap()
+        );
+        let set: crate::roots::RootSet = serde_json::from_slice(&fs::read(dir.join(ROOTS_FILE)).unwrap()).unwrap();
+        assert_eq!(set.roots.len(), 1);
+        assert_eq!(set.roots[0].serial, serial);
+        let json = spiffe_bundle::parse(&fs::read(dir.join(SPIFFE_BUNDLE_FILE)).unwrap()).unwrap();
+        assert_eq!(json.roots, vec![ca.cert_der().clone()]);
+        assert_eq!(json.sequence, Some(1));
     }
 
     #[test]
@@ -342,12 +487,14 @@ mod tests {
         assert!(err.to_string().contains("ca_key.pem"), "{err}");
         assert_eq!(fs::read(tmp.path().join(CA_KEY_FILE)).unwrap(), before);
 
-        // Any one of the three files is enough to refuse.
-        let other = tempfile::tempdir().unwrap();
-        fs::write(other.path().join(BUNDLE_FILE), "x").unwrap();
-        let err = Ca::init(other.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap_err();
-        assert!(err.to_string().contains("bundle.pem"), "{err}");
-        assert!(!other.path().join(CA_KEY_FILE).exists());
+        // Any one of the files is enough to refuse.
+        for name in [BUNDLE_FILE, ROOTS_FILE] {
+            let other = tempfile::tempdir().unwrap();
+            fs::write(other.path().join(name), "x").unwrap();
+            let err = Ca::init(other.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+            assert!(!other.path().join(CA_KEY_FILE).exists());
+        }
     }
 
     #[test]
@@ -356,25 +503,44 @@ mod tests {
         let err = Ca::load(tmp.path()).unwrap_err();
         assert!(matches!(err, CaError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("ca.pem"), "{err}");
+        let err = Ca::load(&tmp.path().join("nowhere")).unwrap_err();
+        assert!(matches!(err, CaError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
     }
 
     #[test]
-    fn load_refuses_a_key_that_does_not_match() {
+    fn adoption_refuses_a_key_that_does_not_match() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         Ca::init(a.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
         Ca::init(b.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
+        plain_layout(a.path());
         fs::remove_file(a.path().join(CA_KEY_FILE)).unwrap();
         fs::copy(b.path().join(CA_KEY_FILE), a.path().join(CA_KEY_FILE)).unwrap();
         let err = Ca::load(a.path()).unwrap_err();
         assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
-        assert!(err.to_string().contains("does not match"), "{err}");
+        assert!(err.to_string().contains("does not match") && err.to_string().contains("ca_key.pem"), "{err}");
+        assert!(!a.path().join(ROOTS_FILE).exists(), "nothing adopted");
     }
 
     #[test]
-    fn load_refuses_an_unreadable_or_open_key() {
+    fn a_root_key_that_does_not_match_is_refused_after_adoption_too() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let ca = Ca::init(a.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
+        Ca::init(b.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
+        let key = CaDir::new(a.path()).root_key(&ca.serial().to_hex());
+        files::write_replace(&key, &fs::read(b.path().join(CA_KEY_FILE)).unwrap(), KEY_MODE).unwrap();
+        let err = Ca::load(a.path()).unwrap_err();
+        assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("_key.pem"), "{err}");
+    }
+
+    #[test]
+    fn adoption_refuses_an_unreadable_or_open_key() {
         let tmp = tempfile::tempdir().unwrap();
         Ca::init(tmp.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
+        plain_layout(tmp.path());
         let key = tmp.path().join(CA_KEY_FILE);
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let err = Ca::load(tmp.path()).unwrap_err();
@@ -387,11 +553,12 @@ mod tests {
     }
 
     #[test]
-    fn load_refuses_a_bundle_without_the_ca() {
+    fn adoption_refuses_a_bundle_without_the_ca() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         Ca::init(a.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
         Ca::init(b.path(), &td(), DAY, OffsetDateTime::now_utc()).unwrap();
+        plain_layout(a.path());
         fs::copy(b.path().join(BUNDLE_FILE), a.path().join(BUNDLE_FILE)).unwrap();
         let err = Ca::load(a.path()).unwrap_err();
         assert!(matches!(err, CaError::CertNotInBundle { .. }), "{err}");

@@ -72,6 +72,27 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsE
     sync_dir(&dir)
 }
 
+/// Replaces `path` (or creates it) with `contents` atomically: a hidden temporary twin is written with `mode`
+/// and fsync-ed, then renamed over `path`, then the directory is fsync-ed. Readers see the old file or the new
+/// one, never a mix; a crash leaves at most the temporary twin, which the next call removes. Callers
+/// serialize writers of the same path (the CA directory lock does).
+pub fn write_replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let tmp = sibling(path, ".", ".tmp");
+    remove_if_present(&tmp)?;
+    write_synced(&tmp, contents, mode)?;
+    fs::rename(&tmp, path).map_err(|e| FsError::new("replace", path, e))?;
+    sync_dir(&parent_of(path))
+}
+
+/// Reads a whole file, or None if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FsError::new("read", path, e)),
+    }
+}
+
 /// fsyncs a directory, making the creation, rename or removal of its entries durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FsError::new("fsync directory", dir, e))
@@ -138,6 +159,20 @@ mod tests {
         fs::write(dir.path().join(".k.pem.tmp"), b"half").unwrap();
         write_new_file(&dir.path().join("k.pem"), b"whole", KEY_MODE).unwrap();
         assert_eq!(fs::read(dir.path().join("k.pem")).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn write_replace_swaps_content_and_mode_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(dir.path().join(".k.pem.tmp"), b"leftover").unwrap();
+        write_replace(&path, b"new", KEY_MODE).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(mode_of(&path).unwrap(), 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(read_optional(&dir.path().join("absent")).unwrap(), None);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //!
 //! The SPIFFE leaf rules and the chain check come from the `policy` crate, so inspect judges exactly as the
 //! sidecar does; on top, it reports what the X509-SVID spec requires but a peer does not enforce (key usage
-//! marked critical) and the validity period.
+//! marked critical, a critical SAN when the subject is empty) and the validity period.
+//!
+//! Every violation names the certificate field as a path (`extensions.keyUsage`, `validity.notAfter`, ...), says
+//! what is wrong with it, and cites the rule it breaks, e.g.
+//! `extensions.keyUsage: keyCertSign is set (X509-SVID §4.3: a leaf must not set keyCertSign)`.
 
 use std::{
     fmt,
@@ -19,7 +23,7 @@ use time::OffsetDateTime;
 use crate::{
     cert_facts::{self, CertFacts},
     files::{self, FsError},
-    pem, publish,
+    pem, publish, spiffe_bundle,
     ttl::human,
     validity::{self, rfc3339},
 };
@@ -37,7 +41,8 @@ pub enum InspectError {
     Bundle { path: PathBuf, reason: String },
 }
 
-/// One broken rule: the certificate field concerned and what is wrong with it.
+/// One broken rule: the certificate field concerned (a path such as `extensions.keyUsage`) and what is wrong
+/// with it, ending with the rule it breaks in parentheses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub field: &'static str,
@@ -89,7 +94,18 @@ pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Resul
     let mut violations = Violations::default();
     leaf_rules(leaf, &mut violations);
     if facts.key_usage.as_ref().is_some_and(|ku| !ku.critical) {
-        violations.push("keyUsage", "key usage is not marked critical (X509-SVID §4.3 requires it)".into());
+        violations.push(
+            "extensions.keyUsage.critical",
+            "the extension is not marked critical (X509-SVID §4.3: key usage must be critical)".into(),
+        );
+    }
+    if facts.subject.is_empty() && facts.san_critical == Some(false) {
+        violations.push(
+            "extensions.subjectAltName.critical",
+            "the subject is empty and the extension is not critical (X509-SVID §3.1, RFC 5280 §4.1.2.6: with an \
+             empty subject the SAN must be critical)"
+                .into(),
+        );
     }
     validity_rules(&facts, now, &mut violations);
     let chain = match (bundle_file, &spiffe_id) {
@@ -131,10 +147,15 @@ fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, InspectError>
     pem::certificates(&files::read(file)?).map_err(|reason| InspectError::Pem { path: file.to_path_buf(), reason })
 }
 
-/// The bundle for the leaf's trust domain.
+/// The bundle for the leaf's trust domain, from a PEM file or a SPIFFE bundle (JSON).
 fn read_bundle(file: &Path, id: &SpiffeId) -> Result<TrustBundle, InspectError> {
-    TrustBundle::from_pem(id.trust_domain(), &files::read(file)?)
-        .map_err(|e| InspectError::Bundle { path: file.to_path_buf(), reason: e.to_string() })
+    let bytes = files::read(file)?;
+    let bad = |reason: String| InspectError::Bundle { path: file.to_path_buf(), reason };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let parsed = spiffe_bundle::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+        return TrustBundle::new(id.trust_domain(), parsed.roots).map_err(|e| bad(e.to_string()));
+    }
+    TrustBundle::from_pem(id.trust_domain(), &bytes).map_err(|e| bad(e.to_string()))
 }
 
 /// Violations in order, without duplicates (the leaf rules and the chain check can report the same one).
@@ -160,20 +181,37 @@ fn spiffe_id(facts: &CertFacts) -> Result<SpiffeId, String> {
     }
 }
 
-/// The SPIFFE leaf rules, as the policy crate states them.
+/// The SPIFFE leaf rules, as the policy crate checks them.
 fn leaf_rules(leaf: &CertificateDer<'_>, out: &mut Violations) {
     match svid::leaf_rule_violations(leaf, None) {
-        Ok(rules) => rules.iter().for_each(|r| out.push(rule_field(r), r.to_string())),
+        Ok(rules) => rules.iter().for_each(|r| {
+            let (field, text) = describe(r);
+            out.push(field, text);
+        }),
         Err(e) => out.push("certificate", e.to_string()),
     }
 }
 
 fn validity_rules(facts: &CertFacts, now: OffsetDateTime, out: &mut Violations) {
     if now < facts.not_before {
-        out.push("validity", format!("not valid yet: notBefore is {}", rfc3339(facts.not_before)));
+        out.push(
+            "validity.notBefore",
+            format!(
+                "not valid yet: notBefore is {} ({} from now) (RFC 5280 §4.1.2.5)",
+                rfc3339(facts.not_before),
+                human(validity::remaining(now, facts.not_before))
+            ),
+        );
     }
     if now > facts.not_after {
-        out.push("validity", format!("expired: notAfter was {}", rfc3339(facts.not_after)));
+        out.push(
+            "validity.notAfter",
+            format!(
+                "expired: notAfter was {} ({} ago) (RFC 5280 §4.1.2.5)",
+                rfc3339(facts.not_after),
+                human(validity::remaining(facts.not_after, now))
+            ),
+        );
     }
 }
 
@@ -204,30 +242,59 @@ fn chain_rules(
                 }
             }
             Err(SvidError::Rule(rule)) => {
-                out.push(rule_field(&rule), rule.to_string());
+                let (field, text) = describe(&rule);
+                out.push(field, text);
                 if matches!(outcome, ChainOutcome::Verified) {
                     outcome = ChainOutcome::Undetermined("the leaf breaks the SPIFFE leaf rules");
                 }
             }
             Err(e) => {
                 outcome = ChainOutcome::Failed;
-                out.push("chain", e.to_string());
+                out.push("chain", format!("{e} (X509-SVID §5.1: the chain must verify to a root of the trust bundle)"));
             }
         }
     }
     outcome
 }
 
-/// The certificate field a leaf rule is about.
-fn rule_field(rule: &SvidRule) -> &'static str {
+/// The certificate field a leaf rule is about, and what is wrong with it, citing the X509-SVID clause. A new
+/// rule in the policy crate is a compile error here until it is described.
+fn describe(rule: &SvidRule) -> (&'static str, String) {
+    const SAN: &str = "extensions.subjectAltName";
+    const KU: &str = "extensions.keyUsage";
     match rule {
-        SvidRule::NoUriSan
-        | SvidRule::MultipleUriSans { .. }
-        | SvidRule::InvalidId { .. }
-        | SvidRule::NoPath { .. } => "subjectAltName",
-        SvidRule::IsCa => "basicConstraints",
-        SvidRule::NoKeyUsage | SvidRule::NoDigitalSignature | SvidRule::KeyCertSign | SvidRule::CrlSign => "keyUsage",
-        SvidRule::MissingEku { .. } => "extendedKeyUsage",
+        SvidRule::NoUriSan => (SAN, "no URI SAN (X509-SVID §2: exactly one URI SAN, the SPIFFE ID)".into()),
+        SvidRule::MultipleUriSans { count } => {
+            (SAN, format!("{count} URI SANs (X509-SVID §2: exactly one URI SAN, the SPIFFE ID)"))
+        }
+        SvidRule::InvalidId { uri, reason } => {
+            (SAN, format!("URI SAN {uri:?} is not a SPIFFE ID: {reason} (SPIFFE-ID §2, X509-SVID §2)"))
+        }
+        SvidRule::NoPath { id } => {
+            (SAN, format!("SPIFFE ID {id} has no path (X509-SVID §3.1: a leaf's SPIFFE ID must have a path)"))
+        }
+        SvidRule::IsCa => {
+            ("extensions.basicConstraints.cA", "cA is TRUE (X509-SVID §4.1: a leaf must have cA=FALSE)".into())
+        }
+        SvidRule::NoKeyUsage => (KU, "the extension is absent (X509-SVID §4.3: key usage must be present)".into()),
+        SvidRule::NoDigitalSignature => {
+            (KU, "digitalSignature is not set (X509-SVID §4.3: a leaf must set digitalSignature)".into())
+        }
+        SvidRule::KeyCertSign => (KU, "keyCertSign is set (X509-SVID §4.3: a leaf must not set keyCertSign)".into()),
+        SvidRule::CrlSign => (KU, "cRLSign is set (X509-SVID §4.3: a leaf must not set cRLSign)".into()),
+        SvidRule::MissingEku { role } => {
+            let name = match role {
+                Role::Client => "clientAuth",
+                Role::Server => "serverAuth",
+            };
+            (
+                "extensions.extendedKeyUsage",
+                format!(
+                    "{name} is missing (X509-SVID §4.4: when present, extended key usage must include both \
+                     serverAuth and clientAuth)"
+                ),
+            )
+        }
     }
 }
 
@@ -354,12 +421,17 @@ mod tests {
         let report = inspect(&cert, Some(&bundle), OffsetDateTime::now_utc()).unwrap();
         assert!(!report.is_valid());
         let fields: Vec<&str> = report.violations.iter().map(|v| v.field).collect();
-        assert!(fields.contains(&"subjectAltName"), "{report}");
-        assert!(fields.contains(&"extendedKeyUsage"), "{report}");
+        assert!(fields.contains(&"extensions.subjectAltName"), "{report}");
+        assert!(fields.contains(&"extensions.extendedKeyUsage"), "{report}");
         assert!(
-            report.violations.iter().any(|v| v.field == "keyUsage" && v.rule.contains("not marked critical")),
+            report
+                .violations
+                .iter()
+                .any(|v| v.field == "extensions.keyUsage.critical" && v.rule.contains("not marked critical")),
             "{report}"
         );
+        // Every violation cites the rule it breaks.
+        assert!(report.violations.iter().all(|v| v.rule.ends_with(')') && v.rule.contains('§')), "{report}");
         assert!(matches!(report.chain, ChainCheck::Skipped(_)), "{report}");
         let text = report.to_string();
         assert!(text.contains("NOT a valid X.509-SVID"), "{text}");
@@ -367,5 +439,125 @@ mod tests {
         assert!(text.contains("digitalSignature (not critical)"), "{text}");
         // One line per violation.
         assert_eq!(text.matches("violation:").count(), report.violations.len());
+    }
+
+    /// A leaf signed by a fresh CA with `tweak` applied to a valid SVID template; returns its report.
+    fn report_for(tweak: impl FnOnce(&mut CertificateParams)) -> Report {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![uri("spiffe://example.org/w")];
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        tweak(&mut params);
+        let (cert, bundle) = write_leaf(tmp.path(), params);
+        inspect(&cert, Some(&bundle), OffsetDateTime::now_utc()).unwrap()
+    }
+
+    fn only_violation(report: &Report) -> (&'static str, String) {
+        assert_eq!(report.violations.len(), 1, "{report}");
+        (report.violations[0].field, report.violations[0].rule.clone())
+    }
+
+    #[test]
+    fn each_rule_names_its_field_and_cites_its_clause() {
+        use rcgen::KeyUsagePurpose::*;
+        type Tweak = Box<dyn FnOnce(&mut CertificateParams)>;
+        let cases: Vec<(Tweak, &str, &str)> = vec![
+            (
+                Box::new(|p| p.key_usages.push(KeyCertSign)),
+                "extensions.keyUsage",
+                "keyCertSign is set (X509-SVID §4.3: a leaf must not set keyCertSign)",
+            ),
+            (Box::new(|p| p.key_usages.push(CrlSign)), "extensions.keyUsage", "cRLSign is set (X509-SVID §4.3"),
+            (
+                Box::new(|p| p.key_usages = vec![KeyEncipherment]),
+                "extensions.keyUsage",
+                "digitalSignature is not set (X509-SVID §4.3",
+            ),
+            (Box::new(|p| p.key_usages.clear()), "extensions.keyUsage", "the extension is absent (X509-SVID §4.3"),
+            (
+                Box::new(|p| p.subject_alt_names = vec![uri("spiffe://example.org")]),
+                "extensions.subjectAltName",
+                "has no path (X509-SVID §3.1",
+            ),
+            (Box::new(|p| p.subject_alt_names.clear()), "extensions.subjectAltName", "no URI SAN (X509-SVID §2"),
+            (
+                Box::new(|p| p.subject_alt_names = vec![uri("spiffe://example.org/a/../b")]),
+                "extensions.subjectAltName",
+                "is not a SPIFFE ID",
+            ),
+            (
+                Box::new(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth]),
+                "extensions.extendedKeyUsage",
+                "serverAuth is missing (X509-SVID §4.4",
+            ),
+            (
+                Box::new(|p| p.not_after = OffsetDateTime::now_utc() - time::Duration::minutes(1)),
+                "validity.notAfter",
+                "expired: notAfter was ",
+            ),
+            (
+                Box::new(|p| p.not_before = OffsetDateTime::now_utc() + time::Duration::minutes(10)),
+                "validity.notBefore",
+                "not valid yet: notBefore is ",
+            ),
+        ];
+        for (tweak, field, text) in cases {
+            let report = report_for(tweak);
+            let (got_field, got_text) = only_violation(&report);
+            assert_eq!(got_field, field, "{report}");
+            assert!(got_text.contains(text), "expected {text:?} in {got_text:?}");
+            assert!(report.to_string().contains(&format!("violation:      {field}: ")), "{report}");
+        }
+        // A CA used as a leaf breaks two rules at once; both are listed.
+        let report = report_for(|p| {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.key_usages.push(KeyCertSign);
+        });
+        let fields: Vec<&str> = report.violations.iter().map(|v| v.field).collect();
+        assert!(
+            fields.contains(&"extensions.basicConstraints.cA") && fields.contains(&"extensions.keyUsage"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn an_empty_subject_needs_a_critical_san() {
+        let report = report_for(|p| {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.subject_alt_names.clear();
+            // SAN written by hand, not critical: SEQUENCE { [6] "spiffe://example.org/w" }.
+            let id = b"spiffe://example.org/w";
+            let mut der = vec![0x30, (id.len() + 2) as u8, 0x86, id.len() as u8];
+            der.extend_from_slice(id);
+            let mut san = CustomExtension::from_oid_content(&[2, 5, 29, 17], der);
+            san.set_criticality(false);
+            p.custom_extensions = vec![san];
+        });
+        let (field, text) = only_violation(&report);
+        assert_eq!(field, "extensions.subjectAltName.critical", "{report}");
+        assert!(text.contains("X509-SVID §3.1"), "{text}");
+    }
+
+    #[test]
+    fn a_spiffe_bundle_can_stand_for_the_pem_bundle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
+        let svid =
+            issuer.issue(&SpiffeId::parse("spiffe://example.org/w").unwrap(), Duration::from_secs(60), now).unwrap();
+        let cert = tmp.path().join("svid.pem");
+        std::fs::write(&cert, &svid.chain_pem).unwrap();
+        let report = inspect(&cert, Some(&issuer.ca().dir().spiffe_bundle()), now).unwrap();
+        assert!(report.is_valid(), "{report}");
+        assert!(matches!(report.chain, ChainCheck::Verified { roots: 1, .. }));
+        let other = tempfile::tempdir().unwrap();
+        Ca::init(other.path(), &td, Duration::from_secs(7200), now).unwrap();
+        let report = inspect(&cert, Some(&other.path().join(crate::ca::SPIFFE_BUNDLE_FILE)), now).unwrap();
+        let (field, text) = only_violation(&report);
+        assert_eq!(field, "chain");
+        assert!(text.contains("X509-SVID §5.1"), "{text}");
     }
 }

@@ -4,10 +4,14 @@
 //! Layout after a publication:
 //!
 //! ```text
-//! DIR/..2026_01_01_12_00_00.123456789/{svid.pem,svid_key.pem,svid_bundle.pem}   the current version
+//! DIR/..2026_01_01_12_00_00.123456789/   the current version:
+//!     svid.pem  svid_key.pem (0600)  svid_bundle.pem  svid_bundle.spiffe.json
 //! DIR/..data -> ..2026_01_01_12_00_00.123456789
-//! DIR/svid.pem -> ..data/svid.pem   (same for svid_key.pem, svid_bundle.pem)
+//! DIR/svid.pem -> ..data/svid.pem   (same for the three others)
 //! ```
+//!
+//! `svid_bundle.spiffe.json` is the trust bundle of `svid_bundle.pem` in SPIFFE bundle format
+//! ([`crate::spiffe_bundle`]), for consumers that read JWKS bundles; it changes in the same swap.
 //!
 //! The only step that changes what readers see is `rename(..data_tmp, ..data)`, which replaces the `..data`
 //! symlink atomically; the three files therefore always change together, and a reader never pairs a new
@@ -34,13 +38,15 @@ pub const CERT_FILE: &str = "svid.pem";
 pub const KEY_FILE: &str = "svid_key.pem";
 /// The trust bundle.
 pub const BUNDLE_FILE: &str = "svid_bundle.pem";
+/// The trust bundle in SPIFFE bundle format (JWKS).
+pub const SPIFFE_BUNDLE_FILE: &str = "svid_bundle.spiffe.json";
 /// The symlink naming the current version directory.
 pub const DATA_LINK: &str = "..data";
 /// The symlink built next to `..data` and renamed over it.
 pub const DATA_TMP_LINK: &str = "..data_tmp";
 
 /// The visible names, each a symlink into `..data`.
-pub const VISIBLE_FILES: [&str; 3] = [CERT_FILE, KEY_FILE, BUNDLE_FILE];
+pub const VISIBLE_FILES: [&str; 4] = [CERT_FILE, KEY_FILE, BUNDLE_FILE, SPIFFE_BUNDLE_FILE];
 
 /// The contents of one identity version.
 #[derive(Clone, Copy)]
@@ -48,6 +54,7 @@ pub struct Payload<'a> {
     pub chain_pem: &'a [u8],
     pub key_pem: &'a [u8],
     pub bundle_pem: &'a [u8],
+    pub spiffe_bundle_json: &'a [u8],
 }
 
 impl std::fmt::Debug for Payload<'_> {
@@ -97,6 +104,17 @@ pub fn publish(dir: &Path, payload: &Payload<'_>) -> Result<Published, PublishEr
 
     let (removed, cleanup_errors) = remove_old_versions(dir, &version_name);
     Ok(Published { version_dir, removed, cleanup_errors })
+}
+
+/// Checks that `dir` can be published into (creating it with mode 0700 if missing): creates and removes a
+/// probe file. Lets `run` refuse an unusable output directory before it issues anything.
+pub fn check_writable(dir: &Path) -> Result<(), PublishError> {
+    let fs_err = |source| PublishError::Fs { dir: dir.to_path_buf(), source };
+    files::create_private_dir(dir).map_err(fs_err)?;
+    let probe = dir.join(".certs-agent-probe");
+    files::remove_if_present(&probe).map_err(fs_err)?;
+    files::write_synced(&probe, b"", CERT_MODE).map_err(fs_err)?;
+    files::remove_if_present(&probe).map_err(fs_err)
 }
 
 /// The version directory `..data` points to now, if any.
@@ -151,6 +169,7 @@ fn write_version(version_dir: &Path, payload: &Payload<'_>) -> Result<(), FsErro
     files::write_synced(&version_dir.join(KEY_FILE), payload.key_pem, KEY_MODE)?;
     files::write_synced(&version_dir.join(CERT_FILE), payload.chain_pem, CERT_MODE)?;
     files::write_synced(&version_dir.join(BUNDLE_FILE), payload.bundle_pem, CERT_MODE)?;
+    files::write_synced(&version_dir.join(SPIFFE_BUNDLE_FILE), payload.spiffe_bundle_json, CERT_MODE)?;
     files::sync_dir(version_dir)
 }
 
@@ -205,13 +224,19 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn payload(tag: &str) -> (String, String, String) {
-        (format!("chain {tag}"), format!("key {tag}"), format!("bundle {tag}"))
+    fn payload(tag: &str) -> [String; 4] {
+        [format!("chain {tag}"), format!("key {tag}"), format!("bundle {tag}"), format!("json {tag}")]
     }
 
     fn publish_tag(dir: &Path, tag: &str) -> Published {
-        let (c, k, b) = payload(tag);
-        publish(dir, &Payload { chain_pem: c.as_bytes(), key_pem: k.as_bytes(), bundle_pem: b.as_bytes() }).unwrap()
+        let [c, k, b, j] = payload(tag);
+        let payload = Payload {
+            chain_pem: c.as_bytes(),
+            key_pem: k.as_bytes(),
+            bundle_pem: b.as_bytes(),
+            spiffe_bundle_json: j.as_bytes(),
+        };
+        publish(dir, &payload).unwrap()
     }
 
     fn read(dir: &Path, name: &str) -> String {
@@ -238,6 +263,7 @@ mod tests {
         assert_eq!(read(dir, CERT_FILE), format!("chain {tag}"));
         assert_eq!(read(dir, KEY_FILE), format!("key {tag}"));
         assert_eq!(read(dir, BUNDLE_FILE), format!("bundle {tag}"));
+        assert_eq!(read(dir, SPIFFE_BUNDLE_FILE), format!("json {tag}"));
         let key_mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(key_mode, 0o600);
         assert!(!dir.join(DATA_TMP_LINK).exists());
@@ -324,6 +350,20 @@ mod tests {
         let held = fs::canonicalize(dir.join(DATA_LINK)).unwrap();
         assert_eq!(fs::read_to_string(held.join(CERT_FILE)).unwrap(), "chain one");
         assert_eq!(fs::read_to_string(held.join(KEY_FILE)).unwrap(), "key one");
+    }
+
+    #[test]
+    fn check_writable_names_the_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        check_writable(&tmp.path().join("a/b")).unwrap();
+        assert!(tmp.path().join("a/b").is_dir());
+        assert_eq!(fs::read_dir(tmp.path().join("a/b")).unwrap().count(), 0, "the probe is removed");
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        let err = check_writable(&file.join("id")).unwrap_err();
+        assert!(err.to_string().contains("file"), "{err}");
+        let err = check_writable(&file).unwrap_err();
+        assert!(err.to_string().contains("cannot publish into") && err.to_string().contains("file"), "{err}");
     }
 
     #[test]

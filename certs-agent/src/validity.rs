@@ -16,6 +16,25 @@ pub fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
+/// `t` rounded up to the next whole second (unchanged when already whole).
+pub fn ceil_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    let whole = whole_seconds(t);
+    if whole == t { t } else { whole + time::Duration::SECOND }
+}
+
+/// `t` as seconds since the Unix epoch, with the fraction.
+pub fn unix_seconds_f64(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// The last second a certificate time can name: 9999-12-31T23:59:59Z.
+const LAST_UNIX_SECOND: i64 = 253_402_300_799;
+
+/// The instant `unix` seconds after the epoch, clamped to 1970..=9999.
+pub fn from_unix(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix.clamp(0, LAST_UNIX_SECOND)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
 /// `t + d`, or None when the result does not fit in a certificate.
 pub fn add(t: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
     let d = time::Duration::try_from(d).ok()?;
@@ -48,6 +67,14 @@ mod tests {
         assert!(add(now, Duration::from_secs(3600)).is_some());
         assert!(add(now, Duration::from_secs(10_000 * 366 * 86_400)).is_none());
         assert!(add(now, Duration::MAX).is_none());
+    }
+
+    #[test]
+    fn ceil_rounds_fractions_up_only() {
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(7);
+        assert_eq!(ceil_seconds(t), t);
+        assert_eq!(ceil_seconds(t + time::Duration::nanoseconds(1)), t + time::Duration::SECOND);
+        assert_eq!(ceil_seconds(t + time::Duration::milliseconds(999)), t + time::Duration::SECOND);
     }
 
     #[test]

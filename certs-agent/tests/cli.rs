@@ -96,12 +96,13 @@ fn issue_publishes_the_atomic_layout() {
 
     assert_eq!(mode(&id), 0o700);
     let data = fs::read_link(id.join("..data")).unwrap();
-    for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
+    for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem", "svid_bundle.spiffe.json"] {
         assert_eq!(fs::read_link(id.join(name)).unwrap(), Path::new("..data").join(name));
         assert!(id.join(&data).join(name).is_file());
     }
     assert_eq!(mode(&id.join("svid_key.pem")), 0o600);
     assert_eq!(fs::read(id.join("svid_bundle.pem")).unwrap(), fs::read(ca.join("bundle.pem")).unwrap());
+    assert_eq!(fs::read(id.join("svid_bundle.spiffe.json")).unwrap(), fs::read(ca.join("bundle.spiffe.json")).unwrap());
     assert!(fs::read_to_string(id.join("svid_key.pem")).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
 
     // A second issue swaps ..data and removes the first version.
@@ -192,8 +193,13 @@ fn inspect_exit_statuses() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("NOT a valid X.509-SVID"), "{text}");
-    assert!(text.contains("violation:      basicConstraints:"), "{text}");
-    assert!(text.contains("violation:      keyUsage: key usage has keyCertSign"), "{text}");
+    assert!(text.contains("violation:      extensions.basicConstraints.cA: cA is TRUE (X509-SVID §4.1"), "{text}");
+    assert!(
+        text.contains(
+            "violation:      extensions.keyUsage: keyCertSign is set (X509-SVID §4.3: a leaf must not set keyCertSign)"
+        ),
+        "{text}"
+    );
 
     // Under a foreign root of the same trust domain: the chain fails.
     let other = tmp.path().join("other-ca");
@@ -228,7 +234,7 @@ fn inspect_reports_an_expired_svid() {
     let out = run(&["inspect", path(&id)]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("violation:      validity: expired"), "{text}");
+    assert!(text.contains("violation:      validity.notAfter: expired"), "{text}");
     assert!(text.contains("ago)"), "{text}");
 }
 
@@ -237,4 +243,164 @@ fn help_documents_the_inspect_exit_statuses() {
     let out = run(&["inspect", "--help"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("Exit status: 0"), "{}", stdout(&out));
+}
+
+/// A CA directory in the plain SPEC §1 layout (three files), as another tool would make it.
+fn plain_ca(dir: &Path) {
+    init_ca(dir);
+    fs::remove_file(dir.join("roots.json")).unwrap();
+    fs::remove_dir_all(dir.join("roots")).unwrap();
+    fs::remove_file(dir.join("bundle.spiffe.json")).unwrap();
+}
+
+fn run_agent(ca: &Path, id: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--ca-dir", path(ca), "--id", id, "--out", path(out)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn run_refuses_to_start_with_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, out) = (tmp.path().join("ca"), tmp.path().join("out"));
+
+    // Missing CA files.
+    let o = run_agent(&ca, ID, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("ca.pem") && line.contains("missing"), "{line}");
+
+    // A CA key that does not match the CA certificate.
+    plain_ca(&ca);
+    let other = tmp.path().join("other");
+    init_ca(&other);
+    fs::remove_file(ca.join("ca_key.pem")).unwrap();
+    fs::copy(other.join("ca_key.pem"), ca.join("ca_key.pem")).unwrap();
+    let o = run_agent(&ca, ID, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("ca_key.pem does not match the certificate"), "{line}");
+    fs::remove_dir_all(&ca).unwrap();
+    init_ca(&ca);
+
+    // Invalid SPIFFE IDs and foreign trust domains are usage errors.
+    for (bad, why) in [
+        ("spiffe://example.org/a//b", "invalid SPIFFE ID"),
+        ("spiffe://other.org/a", "outside the CA's trust domain"),
+        ("spiffe://example.org", "no path"),
+    ] {
+        let o = run_agent(&ca, bad, &out, &[]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(error_line(&o).contains(why), "{bad}: {}", stderr(&o));
+    }
+
+    // An unwritable output directory (under a regular file: fails even for root).
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let o = run_agent(&ca, ID, &file.join("out"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("cannot publish into") && line.contains("a-file"), "{line}");
+
+    // A TTL longer than the CA's remaining life.
+    let short = tmp.path().join("short");
+    let o = run(&["ca", "init", "--trust-domain", "example.org", "--dir", path(&short), "--ttl", "2h"]);
+    assert!(o.status.success());
+    let o = run_agent(&short, ID, &out, &["--ttl", "3h"]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = error_line(&o);
+    assert!(line.contains("would outlive the CA") && line.contains("left"), "{line}");
+
+    // Bad durations.
+    let o = run_agent(&ca, ID, &out, &["--retry-max", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(error_line(&o).contains("--retry-max"));
+
+    // Nothing was published by any of these.
+    assert!(!out.join("svid.pem").exists());
+}
+
+#[test]
+fn run_refuses_a_metrics_address_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, out) = (tmp.path().join("ca"), tmp.path().join("out"));
+    init_ca(&ca);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run_agent(&ca, ID, &out, &["--metrics", &addr, "--log-format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("certs-agent: error: --metrics") && last.contains("cannot listen"), "{err}");
+}
+
+#[test]
+fn rotate_and_retire_report_what_they_did_and_why_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    init_ca(&ca);
+    assert!(issue(&ca, &id, &["--ttl", "1h"]).status.success());
+
+    // Nothing to retire yet.
+    let o = run(&["ca", "retire", "--dir", path(&ca)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(error_line(&o).contains("nothing to retire"));
+
+    // Rotate with a delay: the bundle holds both roots at once; a second rotation waits.
+    let o = run(&["ca", "rotate", "--dir", path(&ca), "--activate-after", "1h"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("now trusts 2 roots"), "{}", stdout(&o));
+    assert_eq!(fs::read_to_string(ca.join("bundle.pem")).unwrap().matches("BEGIN CERTIFICATE").count(), 2);
+    let o = run(&["ca", "rotate", "--dir", path(&ca)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(error_line(&o).contains("already in progress"));
+
+    // The old root still signs: retire must wait (exit 3), even with --force.
+    let o = run(&["ca", "retire", "--dir", path(&ca), "--force"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(error_line(&o).contains("still signs"));
+    assert!(run(&["ca", "retire", "--help"]).status.success());
+
+    // With immediate activation, the old root's live SVID blocks retirement; --force overrides, loudly.
+    let ca2 = tmp.path().join("ca2");
+    init_ca(&ca2);
+    assert!(issue(&ca2, &tmp.path().join("id2"), &["--ttl", "1h"]).status.success());
+    assert!(run(&["ca", "rotate", "--dir", path(&ca2), "--activate-after", "0s"]).status.success());
+    let o = run(&["ca", "retire", "--dir", path(&ca2)]);
+    assert_eq!(o.status.code(), Some(3));
+    let line = error_line(&o);
+    assert!(line.contains("stay valid until") && line.contains("--force"), "{line}");
+    let o = run(&["ca", "retire", "--dir", path(&ca2), "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: --force"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("retired root") && stdout(&o).contains("now trusts 1 root"), "{}", stdout(&o));
+    assert_eq!(fs::read_to_string(ca2.join("bundle.pem")).unwrap().matches("BEGIN CERTIFICATE").count(), 1);
+
+    let o = run(&["ca", "rotate", "--dir", path(&ca2), "--activate-after", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn issue_records_what_each_root_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    init_ca(&ca);
+    assert!(issue(&ca, &id, &["--ttl", "30m"]).status.success());
+    let roots: serde_json::Value = serde_json::from_slice(&fs::read(ca.join("roots.json")).unwrap()).unwrap();
+    let until = roots["roots"][0]["signed_until"].as_i64().unwrap();
+    let leaf = certs_agent::pem::certificates(&fs::read(id.join("svid.pem")).unwrap()).unwrap();
+    let facts = certs_agent::cert_facts::parse(&leaf[0]).unwrap();
+    assert_eq!(until, facts.not_after.unix_timestamp());
+}
+
+#[test]
+fn a_plain_ca_directory_is_adopted_by_the_first_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    plain_ca(&ca);
+    let before = fs::read(ca.join("ca.pem")).unwrap();
+    assert!(issue(&ca, &id, &[]).status.success());
+    assert!(ca.join("roots.json").is_file() && ca.join("bundle.spiffe.json").is_file());
+    assert_eq!(fs::read(ca.join("ca.pem")).unwrap(), before);
+    assert_eq!(mode(&ca.join("ca_key.pem")), 0o600);
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test support: a failed step should fail the test loudly
 
+pub mod agent;
 pub mod apps;
 pub mod bins;
 pub mod http;
@@ -13,7 +14,9 @@ pub mod kubelet;
 pub mod pki;
 pub mod process;
 pub mod prom;
+pub mod svid_dir;
 pub mod tls_client;
+pub mod traffic;
 
 pub use apps::App;
 pub use pki::{Identity, Pki};
