@@ -151,9 +151,10 @@ impl TrustBundle {
 
     /// Verifies `leaf` (with `intermediates`) as an X.509-SVID for `role` at `now` and returns its SPIFFE ID.
     ///
-    /// Order: the SPIFFE ID first (cheap, and it picks the trust domain, so a foreign peer costs no signature
-    /// checks), then the chain with rustls-webpki against this bundle's roots only, then the leaf rules webpki
-    /// does not check.
+    /// Order: the chain first (rustls-webpki, against this bundle's roots only), then the SPIFFE ID and the
+    /// leaf rules webpki does not check. Trust comes first so that every reason after it describes a
+    /// certificate this bundle vouches for: a forged certificate is `Untrusted` whatever it claims, and its
+    /// author cannot pick the label an operator sees (`expired`, `bad_svid`, ...).
     pub fn verify(
         &self,
         leaf: &CertificateDer<'_>,
@@ -162,22 +163,74 @@ impl TrustBundle {
         role: Role,
     ) -> Result<SpiffeId, SvidError> {
         let parsed = Leaf::parse(leaf.as_ref())?;
+        let end_entity = EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(webpki_reason(&e)))?;
+        self.verify_chain(&end_entity, intermediates, now, role)?;
         let id = parsed.spiffe_id()?;
         if id.trust_domain_str() != self.trust_domain.as_str() {
             return Err(SvidError::ForeignTrustDomain { found: id.trust_domain(), trusted: self.trust_domain.clone() });
         }
-        let end_entity = EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(webpki_reason(&e)))?;
-        let usage = match role {
-            Role::Client => KeyUsage::client_auth(),
-            Role::Server => KeyUsage::server_auth(),
-        };
-        end_entity
-            .verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &self.anchors, intermediates, now, usage, None, None)
-            .map_err(|e| chain_error(e, role))?;
         if let Some(rule) = parsed.rule_violations(false)?.into_iter().next() {
             return Err(SvidError::Rule(rule));
         }
         Ok(id)
+    }
+
+    /// Chain verification. webpki checks a leaf's dates and extended key usage before its signature, so an
+    /// error of that kind is only reported as such when the chain verifies without it (at a time inside the
+    /// leaf's validity, or for the other role); otherwise the certificate is simply untrusted.
+    #[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but still a variant webpki may return.
+    fn verify_chain(
+        &self,
+        end_entity: &EndEntityCert<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        role: Role,
+    ) -> Result<(), SvidError> {
+        let check = |at: UnixTime, role: Role| {
+            end_entity
+                .verify_for_usage(
+                    webpki::ALL_VERIFICATION_ALGS,
+                    &self.anchors,
+                    intermediates,
+                    at,
+                    usage(role),
+                    None,
+                    None,
+                )
+                .map(|_| ())
+        };
+        let err = match check(now, role) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let vouched = match &err {
+            webpki::Error::CertExpired { not_after, .. } => check(*not_after, role).is_ok(),
+            webpki::Error::CertNotValidYet { not_before, .. } => check(*not_before, role).is_ok(),
+            webpki::Error::RequiredEkuNotFound
+            | webpki::Error::RequiredEkuNotFoundContext(_)
+            | webpki::Error::EmptyEkuExtension => check(now, role.other()).is_ok(),
+            // webpki refuses to build a path from a CA certificate used as a leaf at all.
+            webpki::Error::CaUsedAsEndEntity => true,
+            _ => false,
+        };
+        Err(if vouched { chain_error(err, role) } else { SvidError::Untrusted(webpki_reason(&err)) })
+    }
+}
+
+fn usage(role: Role) -> KeyUsage {
+    match role {
+        Role::Client => KeyUsage::client_auth(),
+        Role::Server => KeyUsage::server_auth(),
+    }
+}
+
+impl Role {
+    /// The other role: a caller's certificate checked as a server's, and the reverse.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
     }
 }
 
@@ -191,8 +244,8 @@ fn has_uri_name_constraints(root: &CertificateDer<'_>) -> Result<bool, String> {
     Ok(subtrees.into_iter().flatten().flatten().any(|subtree| matches!(subtree.base, GeneralName::URI(_))))
 }
 
-/// Maps a webpki chain verification error to ours: validity and the leaf rules webpki happens to check get
-/// their specific variants (they have their own metric reasons); the rest is "untrusted".
+/// Maps a webpki chain verification error of a certificate the bundle vouches for to ours: validity and the
+/// leaf rules webpki happens to check get their specific variants (they have their own metric reasons).
 #[allow(deprecated)] // `RequiredEkuNotFound` is deprecated but still a variant webpki may return.
 fn chain_error(err: webpki::Error, role: Role) -> SvidError {
     match err {

@@ -359,3 +359,34 @@ fn details_describe_the_leaf() {
     assert_eq!(ca_details.key_usage.unwrap().usages, vec!["keyCertSign", "cRLSign"]);
     assert_eq!(ca_details.extended_key_usage, None);
 }
+
+/// A forged certificate is untrusted whatever else is wrong with it: its author must not be able to choose
+/// the reason an operator sees (expired, not yet valid, bad SVID, missing EKU).
+#[test]
+fn a_forged_certificate_is_untrusted_whatever_else_it_breaks() {
+    let ca = Ca::new(TD);
+    let forger = Ca::new(TD);
+    let forged: [(&str, CertificateDer<'static>); 5] = [
+        (
+            "expired",
+            forger.issue(|p| {
+                p.not_before = date_time_ymd(2021, 1, 1);
+                p.not_after = date_time_ymd(2022, 1, 1);
+            }),
+        ),
+        (
+            "not yet valid",
+            forger.issue(|p| {
+                p.not_before = date_time_ymd(2031, 1, 1);
+                p.not_after = date_time_ymd(2032, 1, 1);
+            }),
+        ),
+        ("two URI SANs", forger.issue(|p| p.subject_alt_names.push(uri("spiffe://example.org/x")))),
+        ("no path", forger.issue(|p| p.subject_alt_names = vec![uri("spiffe://example.org")])),
+        ("server EKU only", forger.issue(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth])),
+    ];
+    for (what, leaf) in forged {
+        let err = verify(&ca, &leaf, Role::Client).unwrap_err();
+        assert!(matches!(err, SvidError::Untrusted(_)), "{what}: {err:?}");
+    }
+}

@@ -109,8 +109,8 @@ impl Inbound {
         };
         self.metrics.handshakes.record(started.elapsed(), failure.reason);
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
-        let claimed = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
-        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
+        let (id, claimed) = failure.log_ids();
+        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
         None
     }
 

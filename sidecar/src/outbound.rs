@@ -93,8 +93,8 @@ impl Outbound {
         };
         self.metrics.handshakes.record(started.elapsed(), failure.reason);
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
-        let found = failure.claimed_id.as_ref().map(|id| id.as_str()).unwrap_or("-");
-        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = found, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
+        let (id, claimed) = failure.log_ids();
+        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None
     }
 }

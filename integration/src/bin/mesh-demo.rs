@@ -557,7 +557,7 @@ async fn send_impostor(
         "api-inbound logged",
         ok,
         &format!("\"{HANDSHAKE_LOG}\" with reason untrusted"),
-        &describe_log(log.as_ref(), &["peer.id", "reason"]),
+        &describe_log(log.as_ref(), &["peer.claimed_id", "reason"]),
     );
     let reached = app.connections() - connections_before;
     checks.record(

@@ -3,10 +3,10 @@
 
 use std::{fmt, io};
 
-use policy::{SpiffeId, SvidErrorKind};
+use policy::SvidErrorKind;
 use rustls::{CertificateError, Error as TlsError};
 
-use super::verify::{PeerRejected, Refusal};
+use super::verify::{PeerRejected, Refusal, RefusedId};
 
 /// The `reason` label of a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,15 +72,15 @@ impl fmt::Display for HandshakeReason {
 #[derive(Debug)]
 pub struct HandshakeFailure {
     pub reason: HandshakeReason,
-    /// The SPIFFE ID the peer's certificate claims, when it got that far (unverified).
-    pub claimed_id: Option<SpiffeId>,
+    /// The SPIFFE ID in the peer's certificate, when it got that far, and whether our bundle vouches for it.
+    pub id: Option<RefusedId>,
     /// A human-readable detail for the log.
     pub detail: String,
 }
 
 impl HandshakeFailure {
     pub fn timeout(after: std::time::Duration) -> Self {
-        Self { reason: HandshakeReason::Timeout, claimed_id: None, detail: format!("no handshake within {after:?}") }
+        Self { reason: HandshakeReason::Timeout, id: None, detail: format!("no handshake within {after:?}") }
     }
 
     /// Classifies the error tokio-rustls returned from a handshake.
@@ -88,7 +88,7 @@ impl HandshakeFailure {
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsError>()) {
             return Self::from_tls(tls);
         }
-        Self { reason: HandshakeReason::Io, claimed_id: None, detail: e.to_string() }
+        Self { reason: HandshakeReason::Io, id: None, detail: e.to_string() }
     }
 
     fn from_tls(e: &TlsError) -> Self {
@@ -104,7 +104,7 @@ impl HandshakeFailure {
                         SvidErrorKind::NotYetValid => HandshakeReason::NotYetValid,
                     },
                 };
-                return Self { reason, claimed_id: rejected.claimed_id.clone(), detail: rejected.to_string() };
+                return Self { reason, id: rejected.id.clone(), detail: rejected.to_string() };
             }
         }
         let reason = match e {
@@ -120,6 +120,25 @@ impl HandshakeFailure {
             TlsError::AlertReceived(_) => HandshakeReason::PeerAlert,
             _ => HandshakeReason::ProtocolError,
         };
-        Self { reason, claimed_id: None, detail }
+        Self { reason, id: None, detail }
+    }
+}
+
+/// How long a peer-supplied ID may be in a log line: a certificate may carry an ID of kilobytes.
+const LOGGED_ID_MAX: usize = 256;
+
+impl HandshakeFailure {
+    /// (`peer.id`, `peer.claimed_id`) for the log line: the first only when our bundle vouches for the
+    /// certificate, the second (shortened) when it merely claims an ID. "-" when absent.
+    pub fn log_ids(&self) -> (&str, String) {
+        match &self.id {
+            Some(RefusedId::Vouched(id)) => (id.as_str(), "-".into()),
+            Some(RefusedId::Claimed(id)) => {
+                let s = id.as_str();
+                let cut = (0..=LOGGED_ID_MAX.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+                ("-", if cut < s.len() { format!("{}...", &s[..cut]) } else { s.to_string() })
+            }
+            None => ("-", "-".into()),
+        }
     }
 }

@@ -3,12 +3,12 @@
 //! Both directions delegate to [`policy::TrustBundle::verify`] (webpki chain verification plus the SPIFFE leaf
 //! rules). The outbound verifier then requires the exact SPIFFE ID the route names: there is no DNS name
 //! check anywhere. A refusal travels out of rustls as a [`PeerRejected`] inside
-//! `CertificateError::Other`, so the handshake error keeps its typed reason and the peer's claimed ID all the
+//! `CertificateError::Other`, so the handshake error keeps its typed reason and the peer's ID all the
 //! way to the metric label and the log line.
 
 use std::{fmt, sync::Arc};
 
-use policy::{Role, SpiffeId, SvidError, TrustBundle, svid};
+use policy::{Role, SpiffeId, SvidError, SvidErrorKind, TrustBundle, svid};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -26,13 +26,22 @@ pub enum Refusal {
     WrongPeerId { expected: SpiffeId, found: SpiffeId },
 }
 
-/// A refused peer certificate: the reason, and the SPIFFE ID the certificate claims when it has one (for logs;
-/// unverified, so never used for anything else).
+/// The SPIFFE ID of a refused certificate, for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusedId {
+    /// Our trust bundle vouches for the certificate (it is expired, breaks an SVID rule, or is the wrong
+    /// peer): the ID is who it really is.
+    Vouched(SpiffeId),
+    /// The certificate does not chain to our bundle: the ID is only what it claims.
+    Claimed(SpiffeId),
+}
+
+/// A refused peer certificate: the reason, and the SPIFFE ID in it when it has one (for logs only).
 #[derive(Debug, thiserror::Error)]
 #[error("{refusal}")]
 pub struct PeerRejected {
     pub refusal: Refusal,
-    pub claimed_id: Option<SpiffeId>,
+    pub id: Option<RefusedId>,
 }
 
 impl PeerRejected {
@@ -75,7 +84,13 @@ fn verify(
 ) -> Result<SpiffeId, PeerRejected> {
     bundle
         .verify(end_entity, intermediates, now, role)
-        .map_err(|e| PeerRejected { refusal: e.into(), claimed_id: svid::spiffe_id_of_leaf(end_entity).ok() })
+        .map_err(|e| {
+            let id = svid::spiffe_id_of_leaf(end_entity).ok().map(|id| match e.kind() {
+                SvidErrorKind::Untrusted => RefusedId::Claimed(id),
+                _ => RefusedId::Vouched(id),
+            });
+            PeerRejected { refusal: e.into(), id }
+        })
 }
 
 impl ClientCertVerifier for SvidClientVerifier {
@@ -140,7 +155,7 @@ impl ServerCertVerifier for SvidServerVerifier {
             verify(&self.bundle, end_entity, intermediates, now, Role::Server).map_err(PeerRejected::into_rustls)?;
         if found != self.expected {
             let refusal = Refusal::WrongPeerId { expected: self.expected.clone(), found: found.clone() };
-            return Err(PeerRejected { refusal, claimed_id: Some(found) }.into_rustls());
+            return Err(PeerRejected { refusal, id: Some(RefusedId::Vouched(found)) }.into_rustls());
         }
         Ok(ServerCertVerified::assertion())
     }
