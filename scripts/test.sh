@@ -11,4 +11,4 @@ if ! command -v openssl >/dev/null 2>&1; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq openssl >/dev/null
 fi
 
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -32,7 +32,9 @@ pub enum Command {
     Run(RunArgs),
     /// Print what a certificate says and whether it is a valid X.509-SVID (and why not).
     #[command(after_help = "Exit status: 0 when the certificate is a valid X.509-SVID, 1 when it is not, \
-                            2 on usage errors or unreadable input.")]
+                            2 on usage errors or unreadable input. Without a bundle (no --bundle and no \
+                            svid_bundle.pem beside it) only the leaf rules can be checked: the verdict line says \
+                            the chain was not verified.")]
     Inspect(InspectArgs),
 }
 

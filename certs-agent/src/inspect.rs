@@ -354,7 +354,10 @@ impl fmt::Display for Report {
             ChainCheck::Skipped(why) => format!("not verified: {why}"),
         };
         line(f, "chain:", &chain)?;
-        if self.is_valid() {
+        if self.is_valid() && matches!(self.chain, ChainCheck::Skipped(_)) {
+            // Without a bundle nothing says who issued it: an impostor's certificate would pass the leaf rules.
+            line(f, "verdict:", &"leaf follows the X.509-SVID rules, but its chain was NOT verified (give --bundle)")
+        } else if self.is_valid() {
             line(f, "verdict:", &"valid X.509-SVID")
         } else {
             line(f, "verdict:", &"NOT a valid X.509-SVID")?;
@@ -404,6 +407,23 @@ mod tests {
         assert!(report.is_valid(), "{report}");
         assert!(matches!(report.chain, ChainCheck::Verified { roots: 1, .. }));
         assert_eq!(report.spiffe_id.unwrap(), id);
+    }
+
+    #[test]
+    fn without_a_bundle_the_verdict_says_the_chain_was_not_verified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issuer = Issuer::new(Ca::init(&tmp.path().join("ca"), &td, Duration::from_secs(7200), now).unwrap());
+        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+        let svid = issuer.issue(&id, Duration::from_secs(3600), now).unwrap();
+        let cert = tmp.path().join("leaf.pem");
+        std::fs::write(&cert, &svid.chain_pem).unwrap();
+        let report = inspect(&cert, None, now).unwrap();
+        assert!(matches!(report.chain, ChainCheck::Skipped(_)), "{report}");
+        let text = report.to_string();
+        assert!(text.contains("chain was NOT verified"), "{text}");
+        assert!(!text.contains("verdict:        valid X.509-SVID"), "{text}");
     }
 
     #[test]

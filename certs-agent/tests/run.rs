@@ -125,10 +125,10 @@ fn run_renews_with_fresh_keys_and_stops_cleanly_on_sigterm() {
     let mut keys = Vec::new();
     while published().len() < 3 {
         assert!(Instant::now() < deadline, "fewer than 3 publications: {:?}", lines.lock().unwrap());
-        if let Ok(k) = fs::read(out.join("svid_key.pem")) {
-            if keys.last() != Some(&k) {
-                keys.push(k);
-            }
+        if let Ok(k) = fs::read(out.join("svid_key.pem"))
+            && keys.last() != Some(&k)
+        {
+            keys.push(k);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

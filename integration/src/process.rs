@@ -151,12 +151,12 @@ impl SidecarProcess {
                 .iter()
                 .filter_map(|v| Some((v["listener"].as_str()?.to_string(), v["listen"].as_str()?.parse().ok()?)))
                 .collect();
-            if let Some(admin) = started {
-                if bound.len() >= listeners {
-                    me.admin = admin.parse()?;
-                    me.listeners = bound;
-                    return Ok(me);
-                }
+            if let Some(admin) = started
+                && bound.len() >= listeners
+            {
+                me.admin = admin.parse()?;
+                me.listeners = bound;
+                return Ok(me);
             }
             if Instant::now() > deadline {
                 bail!("{name} did not start within 30 s:\n{}", me.raw_log());

@@ -198,15 +198,15 @@ impl Watch {
         let thread = std::thread::spawn(move || {
             let mut last: Option<String> = None;
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Some(serial) = serial(&dir) {
-                    if last.as_ref() != Some(&serial) {
-                        let (unix, at) = (crate::agent::unix_now(), std::time::Instant::now());
-                        let published = read_checked(&dir).map_err(|e| format!("{e:#}"));
-                        // A renewal between the two reads: record what was read, the next poll sees the rest.
-                        let serial = published.as_ref().map(|p| p.leaf.serial_hex.clone()).unwrap_or(serial);
-                        seen.lock().unwrap().push(Sighting { unix, at, serial: serial.clone(), published });
-                        last = Some(serial);
-                    }
+                if let Some(serial) = serial(&dir)
+                    && last.as_ref() != Some(&serial)
+                {
+                    let (unix, at) = (crate::agent::unix_now(), std::time::Instant::now());
+                    let published = read_checked(&dir).map_err(|e| format!("{e:#}"));
+                    // A renewal between the two reads: record what was read, the next poll sees the rest.
+                    let serial = published.as_ref().map(|p| p.leaf.serial_hex.clone()).unwrap_or(serial);
+                    seen.lock().unwrap().push(Sighting { unix, at, serial: serial.clone(), published });
+                    last = Some(serial);
                 }
                 std::thread::sleep(WATCH_INTERVAL);
             }

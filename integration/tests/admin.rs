@@ -176,3 +176,24 @@ async fn post_shutdown_from_loopback_drains_and_exits_zero() {
     // Listeners are closed: a new connection is refused.
     assert!(TcpStream::connect(status.1.addr("api")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_scoped_to_a_listener_this_sidecar_lacks_is_warned_about() {
+    let mesh = Mesh::new().unwrap();
+    // A typo in `listeners:` would make a deny rule silently never apply.
+    std::fs::write(
+        &mesh.policy,
+        "rules:\n  - name: allow-web\n    listeners: [api]\n    allow: [spiffe://example.org/ns/web/sa/web]\n  \
+         - name: block-batch\n    listeners: [apii]\n    deny: [spiffe://example.org/ns/batch/sa/report]\n",
+    )
+    .unwrap();
+    let app = App::echo().await.unwrap();
+    let api = mesh.api_inbound(app.addr).unwrap();
+    api.wait_ready(READY).await.unwrap();
+    let line = api.wait_log(Duration::from_secs(5), |v| v["listener"] == "apii").await.unwrap();
+    assert_eq!(line["level"], "WARN");
+    assert!(
+        api.find_log(|v| v["level"] == "WARN" && v["listener"] == "api").is_none(),
+        "the real listener was flagged"
+    );
+}

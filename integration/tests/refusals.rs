@@ -126,10 +126,8 @@ async fn untrusted_ca_no_certificate_and_expired_certificate_are_refused_each_wi
     assert_eq!(m.histogram_count("sidecar_tls_handshake_duration_seconds", &[("result", "error")]), 3.0);
     // Each refusal is logged with its reason. The impostor's ID is only claimed (no trusted chain); the
     // expired certificate is vouched for by our CA, so its ID is who it really is.
-    for (reason, id, claimed) in
-        [("untrusted", "-", WEB_ID), ("no_client_cert", "-", "-"), ("expired", WEB_ID, "-")]
-    {
-        let line = api.find_log(|v| v["reason"] == reason).unwrap_or_else(|| panic!("no log line for {reason}"));
+    for (reason, id, claimed) in [("untrusted", "-", WEB_ID), ("no_client_cert", "-", "-"), ("expired", WEB_ID, "-")] {
+        let line = api.wait_log(Duration::from_secs(5), |v| v["reason"] == reason).await.unwrap();
         assert_eq!(line["message"], "connection refused: handshake failed");
         assert_eq!(line["peer.id"], id, "{line}");
         assert_eq!(line["peer.claimed_id"], claimed, "{line}");
@@ -195,4 +193,39 @@ async fn an_outbound_route_refuses_a_server_with_the_wrong_spiffe_id() {
     let line = web.wait_log(Duration::from_secs(5), |v| v["reason"] == "wrong_peer_id").await.unwrap();
     assert_eq!(line["peer.id"], API_ID);
     assert_eq!(line["expected"], wrong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_sidecar_counts_a_peer_that_refuses_its_certificate() {
+    let mesh = Mesh::new().unwrap();
+    let app = App::request_reply(|_| b"app data".to_vec()).await.unwrap();
+    let api = mesh.api_inbound(app.addr).unwrap();
+    // web holds an SVID from a second root that web trusts but api does not: web accepts api, api refuses web.
+    let other = integration::Pki::init(&mesh.dir().join("other"), "example.org").unwrap();
+    let web_id = other.issue("/ns/web/sa/web", &mesh.dir().join("web-other"), "1h").unwrap();
+    let both = [mesh.pki.bundle_pem().unwrap(), other.bundle_pem().unwrap()].concat();
+    std::fs::write(web_id.dir.join("svid_bundle.pem.tmp"), &both).unwrap();
+    std::fs::rename(web_id.dir.join("svid_bundle.pem.tmp"), web_id.dir.join("..data/svid_bundle.pem")).unwrap();
+    let web = mesh.outbound("web-outbound", &web_id, api.addr("api"), API_ID).unwrap();
+    api.wait_ready(READY).await.unwrap();
+    web.wait_ready(READY).await.unwrap();
+
+    let reply = plaintext_exchange(web.addr("api")).await.unwrap_or_default();
+    assert!(reply.is_empty(), "got {reply:?}");
+    assert_eq!(app.accepted(), 0);
+    // In TLS 1.3 web's handshake completes before api checks web's certificate; the refusal arrives as an
+    // alert on the first read, and web counts and logs it as the peer rejecting the connection.
+    let m = web
+        .metrics_when(Duration::from_secs(5), "rejection counted", |m| {
+            m.value("sidecar_connect_errors_total", &[("direction", "outbound"), ("reason", "rejected")]) == 1.0
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.value("sidecar_tls_handshakes_total", &[("direction", "outbound"), ("reason", "ok")]), 1.0);
+    let line = web.wait_log(Duration::from_secs(5), |v| v["reason"] == "rejected").await.unwrap();
+    assert_eq!(line["expected"], API_ID);
+    metrics(&api, 1.0).await;
+    api.wait_log(Duration::from_secs(5), |v| v["reason"] == "untrusted" && v["peer.claimed_id"] == WEB_ID)
+        .await
+        .unwrap();
 }

@@ -5,6 +5,7 @@
 //! - [`pattern`]: allowlist patterns (`*` and `**` as a whole last segment).
 //! - [`mod@file`]: the policy file model (SPEC §5), parsed with line:column errors.
 //! - [`decide`]: the compiled [`Policy`] and its decision function.
+//! - [`yaml`]: strict YAML parsing with one-line, positioned errors (shared with the sidecar configuration).
 #![forbid(unsafe_code)]
 
 pub mod decide;
@@ -12,6 +13,7 @@ pub mod file;
 pub mod pattern;
 pub mod spiffe_id;
 pub mod svid;
+pub mod yaml;
 
 pub use decide::{Decision, Policy, Verdict};
 pub use file::{LoadError, Mode, OnRevoke};

@@ -37,6 +37,8 @@ pub enum SpiffeIdError {
     MissingScheme,
     #[error("empty trust domain")]
     EmptyTrustDomain,
+    #[error("a trust domain is a bare name such as example.org, without spiffe://")]
+    SchemeInTrustDomain,
     #[error("trust domain is {len} bytes long; at most {MAX_TRUST_DOMAIN_LEN} are allowed")]
     TrustDomainTooLong { len: usize },
     #[error("trust domain must be lowercase (found {found:?})")]
@@ -190,6 +192,9 @@ fn char_at(s: &str, i: usize) -> char {
 impl TrustDomain {
     /// Parses a bare trust domain name such as `example.org` (no scheme).
     pub fn parse(s: &str) -> Result<Self, SpiffeIdError> {
+        if s.contains("://") {
+            return Err(SpiffeIdError::SchemeInTrustDomain);
+        }
         validate_trust_domain(s)?;
         Ok(TrustDomain(Arc::from(s)))
     }
@@ -362,6 +367,7 @@ mod tests {
         assert_eq!(TrustDomain::parse(""), Err(E::EmptyTrustDomain));
         assert_eq!(TrustDomain::parse("Example.org"), Err(E::UppercaseTrustDomain { found: 'E' }));
         assert_eq!(TrustDomain::parse("td:1"), Err(E::Port));
+        assert_eq!(TrustDomain::parse("spiffe://example.org"), Err(E::SchemeInTrustDomain));
         assert_eq!(TrustDomain::parse("td/a"), Err(E::BadTrustDomainChar { found: '/' }));
     }
 

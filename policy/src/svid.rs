@@ -133,7 +133,7 @@ impl TrustBundle {
     pub fn from_pem(trust_domain: TrustDomain, pem: &[u8]) -> Result<Self, BundleError> {
         let roots = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BundleError::Pem(e.to_string()))?;
+            .map_err(|e| BundleError::Pem(pem_reason(&e)))?;
         Self::new(trust_domain, roots)
     }
 
@@ -301,4 +301,19 @@ pub fn leaf_rule_violations(leaf: &CertificateDer<'_>, role: Option<Role>) -> Re
     };
     found.extend(parsed.missing_eku(roles)?);
     Ok(found)
+}
+
+/// A readable reason for a PEM error: rustls-pki-types prints the offending marker as a byte list.
+pub fn pem_reason(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).chars().take(80).collect::<String>();
+    match err {
+        Error::MissingSectionEnd { end_marker } => {
+            format!("truncated PEM: no {:?} line (was the file cut short?)", text(end_marker))
+        }
+        Error::IllegalSectionStart { line } => format!("malformed PEM BEGIN line {:?}", text(line)),
+        Error::Base64Decode(e) => format!("PEM body is not valid base64: {e}"),
+        Error::NoItemsFound => "no PEM item of the expected kind".into(),
+        other => other.to_string(),
+    }
 }

@@ -366,10 +366,10 @@ fn ten_thousand_rules_decide_correctly_and_fast() {
         let peer = id(&format!("spiffe://td/ns/n{i}/sa/{sa}"));
         let d = p.decide(listener, &peer);
         let name = format!("r{i}");
-        let applies = i % 13 != 0 || listener == "api";
+        let applies = !i.is_multiple_of(13) || listener == "api";
         let want = if !applies {
             (Verdict::Deny, DEFAULT_RULE)
-        } else if i % 100 == 0 || (i % 7 == 0 && sa == "blocked") {
+        } else if i.is_multiple_of(100) || (i.is_multiple_of(7) && sa == "blocked") {
             (Verdict::Deny, name.as_str())
         } else {
             (Verdict::Allow, name.as_str())

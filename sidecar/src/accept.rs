@@ -7,6 +7,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{sync::Semaphore, time::Instant};
 use tracing::{info, warn};
 
+use crate::log_limit::LogKind;
+
 use crate::{
     addr::ClientAddr,
     metrics::ListenerMetrics,
@@ -38,14 +40,11 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// Runs until shutdown. `serve` handles one accepted connection; it runs on the shared task tracker so that
-/// shutdown can wait for it, and holds a slot of `limit` while it lives.
-pub async fn run<F, Fut>(
-    shared: Arc<Shared>,
-    listener: Listener,
-    metrics: Arc<ListenerMetrics>,
-    limit: Arc<Semaphore>,
-    serve: F,
-) where
+/// shutdown can wait for it, and holds one of the listener's `limits.max_connections` slots while it lives.
+/// Each listener has its own slots, so a flood on one (say, unauthenticated callers on an inbound port)
+/// cannot starve another (the local app's outbound calls).
+pub async fn run<F, Fut>(shared: Arc<Shared>, listener: Listener, metrics: Arc<ListenerMetrics>, serve: F)
+where
     F: Fn(Stream, ClientAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -53,6 +52,8 @@ pub async fn run<F, Fut>(
         _ = shared.readiness.wait_for_identity() => {}
         _ = shared.shutdown.cancelled() => return,
     }
+    let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let name: Arc<str> = metrics.listener().into();
     info!(listener = metrics.listener(), direction = metrics.direction.as_str(), "accepting connections");
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -68,6 +69,9 @@ pub async fn run<F, Fut>(
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     // Refuse now rather than leave the caller hanging in the backlog.
                     metrics.refused("limit");
+                    if let Some(suppressed) = shared.log_limit.admit(&name, LogKind::Limit) {
+                        warn!(direction = metrics.direction.as_str(), listener = metrics.listener(), peer.addr = %client, reason = "limit", max_connections = shared.config.limits.max_connections, suppressed, "connection refused: listener at its connection limit");
+                    }
                     drop(stream);
                     continue;
                 };
@@ -79,7 +83,9 @@ pub async fn run<F, Fut>(
             }
             Err(e) => {
                 metrics.refused("accept_error");
-                warn!(listener = metrics.listener(), error = %e, backoff = ?backoff, "accept failed; backing off");
+                if let Some(suppressed) = shared.log_limit.admit(&name, LogKind::Accept) {
+                    warn!(listener = metrics.listener(), error = %e, backoff = ?backoff, suppressed, "accept failed; backing off");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shared.shutdown.cancelled() => break,

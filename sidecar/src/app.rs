@@ -3,10 +3,7 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
 
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::Semaphore,
-};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -64,31 +61,37 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
     info!(admin = %admin.addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
     tokio::spawn(watch::run(shared.clone()));
 
+    // Whether a signal started the drain: only a second signal closes connections at once. A SIGTERM that
+    // follows `POST /shutdown` (a preStop hook, then the kubelet's signal) is the first signal, not a second.
+    let mut signalled = false;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
-            _ = terminate.recv() => { info!("SIGTERM: draining"); shared.shutdown.cancel(); }
-            _ = interrupt.recv() => { info!("SIGINT: draining"); shared.shutdown.cancel(); }
+            _ = terminate.recv() => { info!("SIGTERM: draining"); signalled = true; shared.shutdown.cancel(); }
+            _ = interrupt.recv() => { info!("SIGINT: draining"); signalled = true; shared.shutdown.cancel(); }
             _ = hangup.recv() => reload_now(&shared),
         }
     }
-    let code = drain(&shared, &mut terminate, &mut interrupt, &mut hangup).await;
+    let code = drain(&shared, signalled, &mut terminate, &mut interrupt, &mut hangup).await;
     admin.stop(ADMIN_LINGER).await;
     Ok(code)
 }
 
-fn reload_now(shared: &Shared) {
+/// SIGHUP: re-read identity and policy now, on the blocking pool (file reads, signature checks, parsing).
+fn reload_now(shared: &Arc<Shared>) {
     info!("SIGHUP: reloading identity and policy");
-    if let Err(e) = shared.reload_identity() {
-        warn!(error = %e, "identity reload failed; keeping the identity in force");
-    }
-    let _ = shared.reload_policy(true);
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = shared.reload_identity() {
+            warn!(error = %e, "identity reload failed; keeping the identity in force");
+        }
+        let _ = shared.reload_policy(true);
+    });
 }
 
 /// Binds every listener (a port in use is a start error) and starts its accept loop, which waits for the
 /// identity before accepting.
 async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
-    let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let mut statuses = Vec::new();
     for config in &shared.config.inbound {
         let listener = bind(config.name.as_str(), &config.listen).await?;
@@ -102,7 +105,7 @@ async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
         });
         let metrics = inbound.metrics.clone();
         let serve = move |stream, client| inbound.clone().serve(stream, client);
-        tokio::spawn(accept::run(shared.clone(), listener, metrics, limit.clone(), serve));
+        tokio::spawn(accept::run(shared.clone(), listener, metrics, serve));
     }
     for (route, config) in shared.config.outbound.iter().enumerate() {
         let listener = bind(config.name.as_str(), &config.listen).await?;
@@ -116,7 +119,7 @@ async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
         });
         let metrics = outbound.metrics.clone();
         let serve = move |stream, client| outbound.clone().serve(stream, client);
-        tokio::spawn(accept::run(shared.clone(), listener, metrics, limit.clone(), serve));
+        tokio::spawn(accept::run(shared.clone(), listener, metrics, serve));
     }
     for s in &statuses {
         info!(listener = %s.name, direction = s.metrics.direction.as_str(), listen = %s.listen, upstream = %s.target, "listener bound");
@@ -137,7 +140,8 @@ fn bound_addr(listener: &Listener, configured: &crate::addr::ListenAddr) -> Stri
 /// for up to `timeouts.drain`, then close the rest. SIGHUP during the drain still reloads; a second
 /// SIGTERM/SIGINT closes everything at once.
 async fn drain(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    mut signalled: bool,
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
     hangup: &mut tokio::signal::unix::Signal,
@@ -148,22 +152,31 @@ async fn drain(
     info!(open_connections = open, drain = ?shared.config.timeouts.drain, "draining");
     let deadline = tokio::time::sleep(shared.config.timeouts.drain);
     tokio::pin!(deadline);
-    let forced = loop {
+    let why = loop {
+        // Biased: once every connection has finished, a signal arriving at the same moment changes nothing.
         tokio::select! {
-            _ = shared.tasks.wait() => break false,
-            _ = &mut deadline => break true,
-            _ = terminate.recv() => break true,
-            _ = interrupt.recv() => break true,
+            biased;
+            _ = shared.tasks.wait() => break None,
+            _ = &mut deadline => break Some("drain period over"),
+            _ = terminate.recv() => match std::mem::replace(&mut signalled, true) {
+                true => break Some("second SIGTERM"),
+                false => info!("SIGTERM: already draining; a second one closes open connections at once"),
+            },
+            _ = interrupt.recv() => match std::mem::replace(&mut signalled, true) {
+                true => break Some("second SIGINT"),
+                false => info!("SIGINT: already draining; a second one closes open connections at once"),
+            },
             _ = hangup.recv() => reload_now(shared),
         }
     };
-    if !forced {
+    let left = shared.tasks.len();
+    // Nothing left to close (the last connection ended as the deadline or a signal came): a clean drain.
+    let Some(why) = why.filter(|_| left > 0) else {
         info!("drained; exiting");
         return ExitCode::SUCCESS;
-    }
-    let left = shared.tasks.len();
+    };
     shared.force_close.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), shared.tasks.wait()).await;
-    error!(closed_connections = left, "drain period over: closed connections that were still open");
+    error!(closed_connections = left, "{why}: closed connections that were still open");
     ExitCode::from(EXIT_DRAIN_TIMEOUT)
 }

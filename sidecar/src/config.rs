@@ -101,7 +101,8 @@ impl ListenerName {
     }
 }
 
-/// Why the configuration is unusable. Displays as one line naming the file and the key or position.
+/// Why the configuration is unusable. Displays as one line: `FILE: [LINE:COL: ]reason`, the reason naming
+/// the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
 pub struct ConfigError {
@@ -199,7 +200,10 @@ impl Config {
 
     /// Parses configuration text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        let file: File = serde_saphyr::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let file: File = policy::yaml::from_str(text).map_err(|(position, reason)| match position {
+            Some((line, column)) => format!("{line}:{column}: {reason}"),
+            None => reason,
+        })?;
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
 
         let identity = identity_paths(&file.identity, &resolve)?;
@@ -310,12 +314,6 @@ fn identity_paths(spec: &IdentitySpec, resolve: &dyn Fn(&Path) -> PathBuf) -> Re
 
 fn parse_addr(key: &str, text: &str) -> Result<Addr, String> {
     text.parse::<Addr>().map_err(|e| format!("{key}: {e}"))
-}
-
-/// serde-saphyr renders a source snippet over several lines; logs and exit messages want the first.
-fn one_line(message: &str) -> String {
-    let first = message.lines().next().unwrap_or(message);
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 #[cfg(test)]

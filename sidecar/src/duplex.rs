@@ -170,19 +170,19 @@ where
     let mut last_moved: Option<u64> = None;
 
     poll_fn(|cx| {
-        if !ab.done {
-            if let Poll::Ready(r) = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b)) {
-                let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
-                r.map_err(|(side, source)| DuplexError::Io { flow: Flow::AToB, side, source, moved })?;
-                ab.done = true;
-            }
+        if !ab.done
+            && let Poll::Ready(r) = ab.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b))
+        {
+            let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
+            r.map_err(|(side, source)| DuplexError::Io { flow: Flow::AToB, side, source, moved })?;
+            ab.done = true;
         }
-        if !ba.done {
-            if let Poll::Ready(r) = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a)) {
-                let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
-                r.map_err(|(side, source)| DuplexError::Io { flow: Flow::BToA, side, source, moved })?;
-                ba.done = true;
-            }
+        if !ba.done
+            && let Poll::Ready(r) = ba.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))
+        {
+            let moved = Transferred { a_to_b: ab.moved, b_to_a: ba.moved };
+            r.map_err(|(side, source)| DuplexError::Io { flow: Flow::BToA, side, source, moved })?;
+            ba.done = true;
         }
         if ab.done && ba.done {
             return Poll::Ready(Ok(Transferred { a_to_b: ab.moved, b_to_a: ba.moved }));

@@ -77,14 +77,17 @@ impl Inbound {
                 return;
             }
         };
+        if let Err(DuplexError::Io { .. }) = &copied {
+            // One end broke off: break off the other too, rather than end it as if all was said.
+            transport::abort(tls.get_ref().0);
+            transport::abort(&app);
+        }
         match copied {
             Ok(t) => {
                 debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed")
             }
             // The app accepted, then reset before answering: as good as unreachable, and counted so.
-            Err(DuplexError::Io { flow: Flow::BToA, side: Side::Read, source, moved })
-                if moved.b_to_a == 0 && source.kind() == std::io::ErrorKind::ConnectionReset =>
-            {
+            Err(e) if app_reset_before_answering(&e) => {
                 m.connect_error("reset");
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
                     warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = "reset", suppressed, "the local app reset the connection before answering");
@@ -152,7 +155,45 @@ impl Inbound {
     }
 }
 
+/// Whether the app reset the connection before sending a byte: seen reading from it, or writing the caller's
+/// request to it (whichever the proxy happened to try first after the reset arrived).
+fn app_reset_before_answering(e: &DuplexError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e {
+        DuplexError::Io { flow, side, source, moved } => {
+            let on_the_app = matches!((flow, side), (Flow::BToA, Side::Read) | (Flow::AToB, Side::Write));
+            on_the_app && moved.b_to_a == 0 && matches!(source.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+        }
+        DuplexError::HalfCloseIdle(_) => false,
+    }
+}
+
 /// Ends a TLS connection we refuse: close_notify, then close, without waiting on a peer that stalls.
 async fn close_quietly(mut tls: TlsStream<Stream>) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+    use crate::duplex::Transferred;
+
+    fn io(flow: Flow, side: Side, kind: ErrorKind, answered: u64) -> DuplexError {
+        DuplexError::Io { flow, side, source: Error::from(kind), moved: Transferred { a_to_b: 5, b_to_a: answered } }
+    }
+
+    #[test]
+    fn an_app_reset_before_answering_is_recognized_on_either_side_of_the_app_socket() {
+        assert!(app_reset_before_answering(&io(Flow::BToA, Side::Read, ErrorKind::ConnectionReset, 0)));
+        // The reset arrived before the proxy wrote the request: the write fails first.
+        assert!(app_reset_before_answering(&io(Flow::AToB, Side::Write, ErrorKind::ConnectionReset, 0)));
+        assert!(app_reset_before_answering(&io(Flow::AToB, Side::Write, ErrorKind::BrokenPipe, 0)));
+        // Not before answering, or not the app.
+        assert!(!app_reset_before_answering(&io(Flow::BToA, Side::Read, ErrorKind::ConnectionReset, 10)));
+        assert!(!app_reset_before_answering(&io(Flow::AToB, Side::Read, ErrorKind::ConnectionReset, 0)));
+        assert!(!app_reset_before_answering(&io(Flow::BToA, Side::Write, ErrorKind::ConnectionReset, 0)));
+        assert!(!app_reset_before_answering(&DuplexError::HalfCloseIdle(std::time::Duration::from_secs(1))));
+    }
 }

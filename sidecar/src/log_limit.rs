@@ -20,6 +20,12 @@ pub enum LogKind {
     Handshake,
     Denied,
     Connect,
+    /// A connection refused at the listener's connection limit.
+    Limit,
+    /// An accept error (e.g. out of file descriptors).
+    Accept,
+    /// The peer sidecar refused us after the handshake.
+    Rejected,
 }
 
 struct Bucket {

@@ -73,8 +73,11 @@ fn run(config: PathBuf, format: LogFormat) -> ExitCode {
     match runtime.block_on(sidecar::app::run(&config)) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("sidecar: error: {e}");
+            // One line, in the format the operator chose.
+            match format {
+                LogFormat::Json => tracing::error!(error = %e, "cannot start"),
+                LogFormat::Text => eprintln!("sidecar: error: {e}"),
+            }
             ExitCode::FAILURE
         }
     }

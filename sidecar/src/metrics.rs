@@ -16,6 +16,9 @@ use crate::tls::HandshakeReason;
 /// SPEC §7 handshake buckets, in seconds.
 const HANDSHAKE_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Connect error reasons found after the dial: the app reset before answering (inbound), the peer sidecar
+/// refused us after the handshake (outbound).
+const EXTRA_CONNECT_REASONS: &[&str] = &["reset", "rejected"];
 const CONNECTION_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0];
 
 /// Which way a connection goes.
@@ -148,7 +151,8 @@ impl Metrics {
         let connections_refused = counter_vec(
             r,
             "sidecar_connections_refused_total",
-            "Connections closed at accept, before any handshake (connection limit, draining).",
+            "Connections closed at accept, before any handshake (limit: the listener's max_connections; \
+             accept_error: accept failed, e.g. out of file descriptors).",
             &["direction", "listener", "reason"],
         )?;
         let connection_duration = histogram_vec(
@@ -243,8 +247,11 @@ impl Metrics {
         if direction == Direction::Inbound {
             self.authz.with_label_values(&[listener, "deny", policy::decide::DEFAULT_RULE]);
         }
-        for reason in crate::transport::ConnectError::REASONS {
+        for reason in crate::transport::ConnectError::REASONS.iter().chain(EXTRA_CONNECT_REASONS) {
             self.connect_errors.with_label_values(&[d, listener, reason]);
+        }
+        for reason in ["limit", "accept_error"] {
+            self.connections_refused.with_label_values(&[d, listener, reason]);
         }
         ListenerMetrics {
             direction,

@@ -12,7 +12,7 @@ use crate::{
     accept::OpenConnection,
     addr::{ClientAddr, ConnectAddr},
     config::{ListenerName, OutboundConfig},
-    duplex,
+    duplex::{self, DuplexError, Flow, Side},
     log_limit::LogKind,
     metrics::{Direction, ListenerMetrics},
     state::Shared,
@@ -71,8 +71,26 @@ impl Outbound {
                 return;
             }
         };
+        if let Err(DuplexError::Io { .. }) = &copied {
+            // One end broke off: break off the other too, rather than end it as if all was said.
+            transport::abort(&local);
+            transport::abort(tls.get_ref().0);
+        }
         match copied {
             Ok(t) => debug!(listener = %self.name, to_peer = t.a_to_b, from_peer = t.b_to_a, "connection closed"),
+            // In TLS 1.3 the server checks our certificate after our side of the handshake is done, so its
+            // refusal arrives as an alert on the first read. Count it where an operator looks for it.
+            Err(DuplexError::Io { flow: Flow::BToA, side: Side::Read, source, moved }) if moved.b_to_a == 0 => {
+                match peer_alert(&source) {
+                    Some(alert) => {
+                        self.metrics.connect_error("rejected");
+                        if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Rejected) {
+                            warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, reason = "rejected", alert = ?alert, suppressed, "the peer sidecar refused this connection after the handshake (does it trust our certificate?)");
+                        }
+                    }
+                    None => debug!(listener = %self.name, error = %source, "connection ended before the peer answered"),
+                }
+            }
             Err(e) => debug!(listener = %self.name, error = %e, "connection ended"),
         }
     }
@@ -96,5 +114,13 @@ impl Outbound {
         let (id, claimed) = failure.log_ids();
         warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None
+    }
+}
+
+/// The alert the peer sent, when `e` is rustls reporting one.
+fn peer_alert(e: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
     }
 }

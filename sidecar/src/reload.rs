@@ -65,6 +65,7 @@ fn unix_now() -> f64 {
 impl Shared {
     /// Re-reads the identity files; swaps in a new identity if they changed and are valid.
     pub fn reload_identity(&self) -> Result<IdentityReload, IdentityError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_reload_identity();
         match &result {
             Ok(IdentityReload::Unchanged) => {}
@@ -85,10 +86,10 @@ impl Shared {
         let paths = &self.config.identity;
         let raw = files::read(paths)?;
         let hash = crate::identity::content_hash(&raw);
-        if let Some(active) = self.identity.current() {
-            if active.creds.content_hash == hash {
-                return Ok(IdentityReload::Unchanged);
-            }
+        if let Some(active) = self.identity.current()
+            && active.creds.content_hash == hash
+        {
+            return Ok(IdentityReload::Unchanged);
         }
         let creds = Credentials::from_files(&raw, paths, &self.provider, SystemTime::now())?;
         let tls = TlsConfigs::build(&creds, &self.provider, &self.server_ids)
@@ -106,6 +107,7 @@ impl Shared {
     /// closes open connections whose caller it no longer allows. `force` re-reports a file that already
     /// failed (SIGHUP).
     pub fn reload_policy(&self, force: bool) -> Result<PolicyReload, LoadError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.policy.reload(force);
         match &result {
             Ok(PolicyReload::Changed { generation }) => {
@@ -115,6 +117,7 @@ impl Shared {
                 self.metrics.policy_generation.set(*generation as i64);
                 self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
                 self.reloads.record(ReloadKind::Policy, true, format!("generation {generation}, sha256 {sha}"));
+                self.warn_unknown_listeners(&loaded.policy);
                 if loaded.policy.on_revoke() == OnRevoke::Close {
                     let revoked = self.callers.revoke_denied(&loaded.policy);
                     if !revoked.is_empty() {
@@ -136,9 +139,23 @@ impl Shared {
         result
     }
 
+    /// A rule scoped to a listener this sidecar does not have never applies here; for a `deny` rule that
+    /// fails open, so say so loudly (it is usually a typo).
+    fn warn_unknown_listeners(&self, policy: &policy::Policy) {
+        if self.config.inbound.is_empty() {
+            return; // an outbound-only sidecar authorizes nobody: the policy does not apply to it
+        }
+        for name in policy.scoped_listeners() {
+            if !self.config.inbound.iter().any(|l| l.name.as_str() == name) {
+                warn!(listener = name, path = %self.policy.path().display(), "the policy scopes rules to a listener this sidecar does not have; those rules never apply here (typo?)");
+            }
+        }
+    }
+
     /// Records the policy loaded at start as the first successful policy load.
     pub fn record_initial_policy(&self) {
         let loaded = self.policy.current();
+        self.warn_unknown_listeners(&loaded.policy);
         self.metrics.policy_generation.set(loaded.generation as i64);
         self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
         let message = format!("generation {}, sha256 {}", loaded.generation, loaded.policy.sha256());

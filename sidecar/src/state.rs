@@ -28,6 +28,8 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Serializes reloads (the watcher and SIGHUP may ask at the same time).
+    pub reloading: std::sync::Mutex<()>,
     /// Rate limits for per-connection warning lines.
     pub log_limit: LogLimiter,
     /// The data-plane runtime, for its task count on `/metrics` (the admin server runs elsewhere).
@@ -59,6 +61,7 @@ impl Shared {
             callers: Arc::default(),
             watch: WatchState::default(),
             log_limit: LogLimiter::default(),
+            reloading: std::sync::Mutex::new(()),
             runtime: OnceLock::new(),
         }
     }

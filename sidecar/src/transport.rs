@@ -48,13 +48,16 @@ pub enum ConnectError {
     Resolve { host: String, reason: String },
     #[error("network unreachable: {0}")]
     Unreachable(io::Error),
+    /// The other end accepted, then reset the connection before the dial completed on our side.
+    #[error("reset while connecting: {0}")]
+    Reset(io::Error),
     #[error("{0}")]
     Io(io::Error),
 }
 
 impl ConnectError {
     /// Every value [`ConnectError::reason`] returns.
-    pub const REASONS: [&'static str; 5] = ["refused", "timeout", "resolve", "unreachable", "io"];
+    pub const REASONS: [&'static str; 6] = ["refused", "timeout", "resolve", "unreachable", "reset", "io"];
 
     /// The metric label.
     pub fn reason(&self) -> &'static str {
@@ -63,6 +66,7 @@ impl ConnectError {
             ConnectError::Timeout(_) => "timeout",
             ConnectError::Resolve { .. } => "resolve",
             ConnectError::Unreachable(_) => "unreachable",
+            ConnectError::Reset(_) => "reset",
             ConnectError::Io(_) => "io",
         }
     }
@@ -74,6 +78,9 @@ impl ConnectError {
             io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable | io::ErrorKind::AddrNotAvailable => {
                 ConnectError::Unreachable(e)
             }
+            // An app that accepts and resets at once can beat us to the end of the dial: tokio reports the
+            // connection's pending error (the reset) instead of the connection.
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => ConnectError::Reset(e),
             _ => ConnectError::Io(e),
         }
     }
@@ -143,6 +150,15 @@ async fn bind_unix(path: &Path, text: &str) -> Result<Listener, BindError> {
     UnixListener::bind(path).map(Listener::Unix).map_err(|source| BindError::Io { addr: text.to_string(), source })
 }
 
+/// Makes the next close of `stream` abortive (a TCP RST instead of a FIN). The proxy passes an abortive end on
+/// as one: a FIN would tell the other end that everything was said, and a truncated reply would look whole.
+/// Unix sockets have no such thing and close normally.
+pub fn abort(stream: &Stream) {
+    if let Either::Left(tcp) = stream {
+        let _ = tcp.set_zero_linger();
+    }
+}
+
 /// Dials `addr` within `timeout`, trying each resolved address in turn.
 pub async fn connect(addr: &ConnectAddr, timeout: Duration) -> Result<Stream, ConnectError> {
     match tokio::time::timeout(timeout, dial(&addr.0)).await {
@@ -175,4 +191,19 @@ async fn dial_tcp(sa: SocketAddr) -> Result<Stream, ConnectError> {
     let s = TcpStream::connect(sa).await.map_err(ConnectError::from_io)?;
     let _ = s.set_nodelay(true);
     Ok(Either::Left(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_during_the_dial_is_its_own_reason() {
+        for kind in [io::ErrorKind::ConnectionReset, io::ErrorKind::ConnectionAborted] {
+            let e = ConnectError::from_io(kind.into());
+            assert_eq!(e.reason(), "reset", "{kind:?}");
+            assert!(ConnectError::REASONS.contains(&e.reason()));
+        }
+        assert_eq!(ConnectError::from_io(io::ErrorKind::ConnectionRefused.into()).reason(), "refused");
+    }
 }

@@ -210,7 +210,7 @@ pub async fn run(shared: Arc<Shared>) {
     let poll = if watches.is_some() { RECHECK } else { POLL_WITHOUT_WATCHER };
 
     let mut reloads = Reloads::new(shared.clone());
-    reloads.identity();
+    reloads.identity().await;
     let mut pending = Pending::default();
     let mut first_event: Option<Instant> = None;
     let mut quiet_until = Instant::now();
@@ -235,18 +235,18 @@ pub async fn run(shared: Arc<Shared>) {
             }
             _ = sleep_until(flush_at) => {
                 if pending.identity {
-                    reloads.identity();
+                    reloads.identity().await;
                 }
                 if pending.policy {
-                    reloads.policy();
+                    reloads.policy().await;
                 }
                 pending = Pending::default();
                 first_event = None;
             }
-            _ = sleep_until(retry_at) => reloads.identity(),
+            _ = sleep_until(retry_at) => reloads.identity().await,
             _ = tokio::time::sleep_until(next_poll) => {
-                reloads.identity();
-                reloads.policy();
+                reloads.identity().await;
+                reloads.policy().await;
                 next_poll = Instant::now() + poll;
             }
             _ = shared.shutdown.cancelled() => return,
@@ -297,8 +297,13 @@ impl Reloads {
         Self { shared, retry: None, reported_missing: false }
     }
 
-    fn identity(&mut self) {
-        match self.shared.reload_identity() {
+    /// Reloads run on the blocking pool: they read files, verify signatures and may parse megabytes of
+    /// YAML, none of which belongs on a data-plane worker thread.
+    async fn identity(&mut self) {
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || shared.reload_identity()).await;
+        let Ok(result) = result else { return };
+        match result {
             Ok(_) => self.retry = None,
             Err(IdentityError::Read(e)) if e.is_missing() && self.shared.identity.current().is_none() => {
                 if !self.reported_missing {
@@ -320,8 +325,9 @@ impl Reloads {
         }
     }
 
-    fn policy(&mut self) {
-        let _ = self.shared.reload_policy(false);
+    async fn policy(&mut self) {
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.reload_policy(false)).await;
     }
 
     fn identity_retry_at(&self) -> Option<Instant> {

@@ -29,7 +29,7 @@ pub enum ReadError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
-        "{}: private key is readable by group or others (mode {mode:03o}); make it 0600 or 0400 \
+        "{}: private key is readable or writable by group or others (mode {mode:03o}); make it 0600 or 0400 \
          (Kubernetes: defaultMode: 0400)",
         path.display()
     )]
@@ -89,7 +89,8 @@ fn read_file(path: &Path, secret: bool) -> Result<Vec<u8>, ReadError> {
     let meta = file.metadata().map_err(io)?;
     if secret {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o044 != 0 {
+        // Readable by others leaks the key; writable by others lets them swap in their own.
+        if mode & 0o066 != 0 {
             return Err(ReadError::KeyPermissions { path: path.to_path_buf(), mode });
         }
     }
@@ -102,4 +103,54 @@ fn read_file(path: &Path, secret: bool) -> Result<Vec<u8>, ReadError> {
         return Err(ReadError::TooLarge { path: path.to_path_buf() });
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> IdentityPaths {
+        IdentityPaths {
+            dir: Some(dir.to_path_buf()),
+            cert: dir.join("svid.pem"),
+            key: dir.join("svid_key.pem"),
+            bundle: dir.join("svid_bundle.pem"),
+        }
+    }
+
+    #[test]
+    fn a_key_others_can_read_or_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let key = dir.path().join("svid_key.pem");
+        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o644, false), (0o602, false), (0o620, false)]
+        {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let result = read(&paths(dir.path()));
+            assert_eq!(result.is_ok(), ok, "mode {mode:o}: {result:?}");
+            if let Err(e) = result {
+                assert!(matches!(e, ReadError::KeyPermissions { .. }), "{e}");
+                assert!(e.to_string().contains("svid_key.pem"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn all_three_files_come_from_the_data_directory_resolved_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = dir.path().join("..v1");
+        std::fs::create_dir(&v1).unwrap();
+        for name in ["svid.pem", "svid_key.pem", "svid_bundle.pem"] {
+            std::fs::write(v1.join(name), format!("{name} v1")).unwrap();
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.path().join(name)).unwrap();
+        }
+        std::fs::set_permissions(v1.join("svid_key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+        let files = read(&paths(dir.path())).unwrap();
+        assert_eq!(files.cert, b"svid.pem v1");
+        assert_eq!(files.key, b"svid_key.pem v1");
+        assert_eq!(files.bundle, b"svid_bundle.pem v1");
+    }
 }

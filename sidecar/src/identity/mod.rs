@@ -74,10 +74,10 @@ impl Credentials {
 
         let chain = CertificateDer::pem_slice_iter(&files.cert)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| IdentityError::Pem { path: cert_path.clone(), reason: e.to_string() })?;
+            .map_err(|e| IdentityError::Pem { path: cert_path.clone(), reason: svid::pem_reason(&e) })?;
         let leaf = chain.first().cloned().ok_or_else(|| IdentityError::NoCertificate { path: cert_path.clone() })?;
         let key = PrivateKeyDer::from_pem_slice(&files.key)
-            .map_err(|e| IdentityError::Key { path: key_path.clone(), reason: e.to_string() })?;
+            .map_err(|e| IdentityError::Key { path: key_path.clone(), reason: svid::pem_reason(&e) })?;
 
         let id =
             svid::spiffe_id_of_leaf(&leaf).map_err(|reason| IdentityError::Svid { path: cert_path.clone(), reason })?;

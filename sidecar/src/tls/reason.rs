@@ -88,24 +88,24 @@ impl HandshakeFailure {
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsError>()) {
             return Self::from_tls(tls);
         }
-        Self { reason: HandshakeReason::Io, id: None, detail: e.to_string() }
+        Self { reason: HandshakeReason::Io, id: None, detail: bounded(e.to_string()) }
     }
 
     fn from_tls(e: &TlsError) -> Self {
-        let detail = e.to_string();
-        if let TlsError::InvalidCertificate(CertificateError::Other(other)) = e {
-            if let Some(rejected) = other.0.downcast_ref::<PeerRejected>() {
-                let reason = match &rejected.refusal {
-                    Refusal::WrongPeerId { .. } => HandshakeReason::WrongPeerId,
-                    Refusal::Svid(svid) => match svid.kind() {
-                        SvidErrorKind::BadSvid => HandshakeReason::BadSvid,
-                        SvidErrorKind::Untrusted => HandshakeReason::Untrusted,
-                        SvidErrorKind::Expired => HandshakeReason::Expired,
-                        SvidErrorKind::NotYetValid => HandshakeReason::NotYetValid,
-                    },
-                };
-                return Self { reason, id: rejected.id.clone(), detail: rejected.to_string() };
-            }
+        let detail = bounded(e.to_string());
+        if let TlsError::InvalidCertificate(CertificateError::Other(other)) = e
+            && let Some(rejected) = other.0.downcast_ref::<PeerRejected>()
+        {
+            let reason = match &rejected.refusal {
+                Refusal::WrongPeerId { .. } => HandshakeReason::WrongPeerId,
+                Refusal::Svid(svid) => match svid.kind() {
+                    SvidErrorKind::BadSvid => HandshakeReason::BadSvid,
+                    SvidErrorKind::Untrusted => HandshakeReason::Untrusted,
+                    SvidErrorKind::Expired => HandshakeReason::Expired,
+                    SvidErrorKind::NotYetValid => HandshakeReason::NotYetValid,
+                },
+            };
+            return Self { reason, id: rejected.id.clone(), detail: bounded(rejected.to_string()) };
         }
         let reason = match e {
             TlsError::NoCertificatesPresented => HandshakeReason::NoClientCert,
@@ -140,5 +140,53 @@ impl HandshakeFailure {
             }
             None => ("-", "-".into()),
         }
+    }
+}
+
+/// The longest `detail` a refusal carries into its log line. The peer controls what goes in it (a URI SAN of
+/// 10,000 bytes quotes itself whole), and one refusal must stay one readable line.
+pub const MAX_DETAIL: usize = 512;
+
+/// `detail`, cut at [`MAX_DETAIL`] bytes (on a character boundary) with the original length noted.
+fn bounded(mut detail: String) -> String {
+    if detail.len() > MAX_DETAIL {
+        let total = detail.len();
+        let mut cut = MAX_DETAIL;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push_str(&format!("... ({total} bytes)"));
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{SpiffeId, SvidError, SvidRule};
+
+    use crate::tls::verify::Refusal;
+
+    #[test]
+    fn a_refusal_quoting_a_huge_uri_san_stays_short() {
+        let uri = format!("spiffe://example.org/{}", "a".repeat(10_000));
+        let reason = SpiffeId::parse(&uri).expect_err("too long");
+        let refusal = Refusal::Svid(SvidError::Rule(SvidRule::InvalidId { uri, reason }));
+        let rejected = PeerRejected { refusal, id: None };
+        let e =
+            TlsError::InvalidCertificate(CertificateError::Other(rustls::OtherError(std::sync::Arc::new(rejected))));
+        let failure = HandshakeFailure::from_tls(&e);
+        assert_eq!(failure.reason, HandshakeReason::BadSvid);
+        assert!(failure.detail.len() <= MAX_DETAIL + 32, "{} bytes", failure.detail.len());
+        assert!(failure.detail.ends_with("bytes)"), "{}", failure.detail);
+    }
+
+    #[test]
+    fn bounded_cuts_on_a_character_boundary() {
+        let text = "é".repeat(MAX_DETAIL);
+        let cut = bounded(text);
+        assert!(cut.starts_with('é') && cut.ends_with(&format!("({} bytes)", 2 * MAX_DETAIL)));
+        assert_eq!(bounded("short".into()), "short");
     }
 }

@@ -82,15 +82,13 @@ fn verify(
     now: UnixTime,
     role: Role,
 ) -> Result<SpiffeId, PeerRejected> {
-    bundle
-        .verify(end_entity, intermediates, now, role)
-        .map_err(|e| {
-            let id = svid::spiffe_id_of_leaf(end_entity).ok().map(|id| match e.kind() {
-                SvidErrorKind::Untrusted => RefusedId::Claimed(id),
-                _ => RefusedId::Vouched(id),
-            });
-            PeerRejected { refusal: e.into(), id }
-        })
+    bundle.verify(end_entity, intermediates, now, role).map_err(|e| {
+        let id = svid::spiffe_id_of_leaf(end_entity).ok().map(|id| match e.kind() {
+            SvidErrorKind::Untrusted => RefusedId::Claimed(id),
+            _ => RefusedId::Vouched(id),
+        });
+        PeerRejected { refusal: e.into(), id }
+    })
 }
 
 impl ClientCertVerifier for SvidClientVerifier {
