@@ -9,10 +9,12 @@
 pub mod agent;
 pub mod apps;
 pub mod bins;
+pub mod hostile;
 pub mod http;
 pub mod kubelet;
 pub mod pki;
 pub mod process;
+pub mod procinfo;
 pub mod prom;
 pub mod svid_dir;
 pub mod tls_client;

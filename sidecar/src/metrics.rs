@@ -16,9 +16,8 @@ use crate::tls::HandshakeReason;
 /// SPEC §7 handshake buckets, in seconds.
 const HANDSHAKE_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-/// Connect error reasons found after the dial: the app reset before answering (inbound), the peer sidecar
-/// refused us after the handshake (outbound).
-const EXTRA_CONNECT_REASONS: &[&str] = &["reset", "rejected"];
+/// A connect error reason found after the dial: the peer sidecar refused us after the handshake (outbound).
+const EXTRA_CONNECT_REASONS: &[&str] = &["rejected"];
 const CONNECTION_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0];
 
 /// Which way a connection goes.
