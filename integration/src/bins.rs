@@ -24,21 +24,28 @@ pub fn workspace_root() -> &'static Path {
 /// Builds (if needed) and returns the binaries. Panics with cargo's output if the build fails.
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
-    BINS.get_or_init(|| build().unwrap_or_else(|e| panic!("building the binaries failed: {e}")))
+    BINS.get_or_init(|| {
+        let built = build(&["-p", "sidecar", "-p", "certs-agent", "--bins"], &["sidecar", "certs-agent"])
+            .unwrap_or_else(|e| panic!("building the binaries failed: {e}"));
+        Bins { sidecar: built[0].clone(), certs_agent: built[1].clone() }
+    })
 }
 
-fn build() -> anyhow::Result<Bins> {
+/// Builds (if needed) and returns the `mesh-demo` binary, as `cargo run -p integration --bin mesh-demo` would.
+pub fn mesh_demo() -> &'static Path {
+    static DEMO: OnceLock<PathBuf> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let built = build(&["-p", "integration", "--bin", "mesh-demo"], &["mesh-demo"])
+            .unwrap_or_else(|e| panic!("building mesh-demo failed: {e}"));
+        built[0].clone()
+    })
+}
+
+/// Runs `cargo build ARGS` in the tests' profile and returns the executables named `wanted`, in order.
+fn build(args: &[&str], wanted: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--message-format=json-render-diagnostics",
-        "-p",
-        "sidecar",
-        "-p",
-        "certs-agent",
-        "--bins",
-    ]);
+    cmd.current_dir(workspace_root()).args(["build", "--message-format=json-render-diagnostics"]).args(args);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
@@ -46,21 +53,16 @@ fn build() -> anyhow::Result<Bins> {
     if !out.status.success() {
         anyhow::bail!("cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut sidecar = None;
-    let mut certs_agent = None;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str()) else {
-            continue;
-        };
-        match name {
-            "sidecar" => sidecar = Some(PathBuf::from(exe)),
-            "certs-agent" => certs_agent = Some(PathBuf::from(exe)),
-            _ => {}
-        }
-    }
-    match (sidecar, certs_agent) {
-        (Some(sidecar), Some(certs_agent)) => Ok(Bins { sidecar, certs_agent }),
-        _ => anyhow::bail!("cargo did not report both executables"),
-    }
+    let messages: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    wanted
+        .iter()
+        .map(|name| {
+            messages
+                .iter()
+                .filter(|msg| msg["target"]["name"] == *name)
+                .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+                .ok_or_else(|| anyhow::anyhow!("cargo did not report the {name} executable"))
+        })
+        .collect()
 }

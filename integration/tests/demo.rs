@@ -5,44 +5,19 @@
 
 use std::{
     io::Read,
-    path::PathBuf,
+    path::Path,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use integration::bins::{bins, workspace_root};
+use integration::bins::{bins, mesh_demo};
 
 /// Once built, the demo finishes in about a second; this only bounds a hang.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Builds `mesh-demo` with the tests' profile and returns its path (from cargo's JSON messages).
-fn demo_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--message-format=json-render-diagnostics",
-        "-p",
-        "integration",
-        "--bin",
-        "mesh-demo",
-    ]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("running cargo build");
-    assert!(out.status.success(), "cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["target"]["name"] == "mesh-demo")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .expect("cargo did not report the mesh-demo executable")
-}
-
 /// Runs `exe` with `MESH_DEMO_DIR=dir`; returns (success, stdout, stderr). Kills it after [`DEMO_TIMEOUT`].
-fn run_demo(exe: &PathBuf, dir: &std::path::Path) -> (bool, String, String) {
+fn run_demo(exe: &Path, dir: &Path) -> (bool, String, String) {
     let mut child = Command::new(exe)
         .env("MESH_DEMO_DIR", dir)
         .stdin(Stdio::null())
@@ -81,10 +56,10 @@ fn run_demo(exe: &PathBuf, dir: &std::path::Path) -> (bool, String, String) {
 fn mesh_demo_runs_the_whole_mesh_and_every_check_passes() {
     // Build the binaries the demo runs first, so its own nested build is a no-op inside the timeout.
     bins();
-    let exe = demo_binary();
+    let exe = mesh_demo();
     let dir = tempfile::Builder::new().prefix("mesh-demo-").tempdir().unwrap();
 
-    let (ok, stdout, stderr) = run_demo(&exe, dir.path());
+    let (ok, stdout, stderr) = run_demo(exe, dir.path());
 
     assert!(ok, "mesh-demo failed:\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     let outcome = |marker: &str| stdout.lines().filter(|line| line.trim_start().starts_with(marker)).count();

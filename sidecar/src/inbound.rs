@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use policy::{SpiffeId, Verdict, svid};
-use tokio::{io::AsyncWriteExt, time::Instant};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tracing::{debug, info, warn};
 
@@ -18,7 +18,7 @@ use crate::{
     log_limit::LogKind,
     metrics::ListenerMetrics,
     state::Shared,
-    tls::{HandshakeFailure, HandshakeReason},
+    tls::timed_handshake,
     transport::{self, Stream},
 };
 
@@ -99,18 +99,12 @@ impl Inbound {
 
     async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
         let config = self.shared.identity.current()?.tls.server.clone();
-        let limit = self.shared.config.timeouts.handshake;
-        let started = Instant::now();
-        let result = tokio::time::timeout(limit, TlsAcceptor::from(config).accept(stream)).await;
-        let failure = match result {
-            Ok(Ok(tls)) => {
-                self.metrics.handshakes.record(started.elapsed(), HandshakeReason::Ok);
-                return Some(tls);
-            }
-            Ok(Err(e)) => HandshakeFailure::from_io(&e),
-            Err(_) => HandshakeFailure::timeout(limit),
-        };
-        self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let accept = TlsAcceptor::from(config).accept(stream);
+        let failure =
+            match timed_handshake(accept, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
+                Ok(tls) => return Some(tls),
+                Err(failure) => failure,
+            };
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
         let (id, claimed) = failure.log_ids();
         warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
-use tokio::time::Instant;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 use tracing::{debug, warn};
 
@@ -16,7 +15,7 @@ use crate::{
     log_limit::LogKind,
     metrics::{Direction, ListenerMetrics},
     state::Shared,
-    tls::{HandshakeFailure, HandshakeReason},
+    tls::timed_handshake,
     transport::{self, Stream},
 };
 
@@ -97,19 +96,13 @@ impl Outbound {
 
     async fn handshake(&self, remote: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
         let config = self.shared.identity.current()?.tls.clients.get(self.route)?.clone();
-        let limit = self.shared.config.timeouts.handshake;
         let name = ServerName::try_from(UNUSED_SERVER_NAME).ok()?;
-        let started = Instant::now();
-        let result = tokio::time::timeout(limit, TlsConnector::from(config).connect(name, remote)).await;
-        let failure = match result {
-            Ok(Ok(tls)) => {
-                self.metrics.handshakes.record(started.elapsed(), HandshakeReason::Ok);
-                return Some(tls);
-            }
-            Ok(Err(e)) => HandshakeFailure::from_io(&e),
-            Err(_) => HandshakeFailure::timeout(limit),
-        };
-        self.metrics.handshakes.record(started.elapsed(), failure.reason);
+        let connect = TlsConnector::from(config).connect(name, remote);
+        let failure =
+            match timed_handshake(connect, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
+                Ok(tls) => return Some(tls),
+                Err(failure) => failure,
+            };
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
         let (id, claimed) = failure.log_ids();
         warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");

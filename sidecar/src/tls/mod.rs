@@ -83,3 +83,23 @@ impl TlsConfigs {
         Ok(TlsConfigs { server: Arc::new(server), clients })
     }
 }
+
+/// Runs one handshake (accept or connect) within `limit`, records its duration and outcome in `metrics`, and
+/// returns the stream or the classified failure. Shared by both directions so they measure alike.
+pub async fn timed_handshake<S>(
+    handshake: impl std::future::Future<Output = std::io::Result<S>>,
+    limit: std::time::Duration,
+    metrics: &crate::metrics::HandshakeMetrics,
+) -> Result<S, HandshakeFailure> {
+    let started = tokio::time::Instant::now();
+    let failure = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(stream)) => {
+            metrics.record(started.elapsed(), HandshakeReason::Ok);
+            return Ok(stream);
+        }
+        Ok(Err(e)) => HandshakeFailure::from_io(&e),
+        Err(_) => HandshakeFailure::timeout(limit),
+    };
+    metrics.record(started.elapsed(), failure.reason);
+    Err(failure)
+}
