@@ -215,8 +215,11 @@ pub async fn run(shared: Arc<Shared>) {
     let mut first_event: Option<Instant> = None;
     let mut quiet_until = Instant::now();
     let mut next_poll = Instant::now() + poll;
+    // Re-check the watched inodes only when something relevant happened: a busy parent directory (say /tmp)
+    // sends a stream of events about unrelated files, which must cost no more than classifying them.
+    let mut rewatch = true;
     loop {
-        if let Some(w) = watches.as_mut() {
+        if let Some(w) = watches.as_mut().filter(|_| std::mem::take(&mut rewatch)) {
             w.refresh(&interests);
         }
         let flush_at = first_event.map(|first| quiet_until.min(first + DEBOUNCE_MAX));
@@ -231,6 +234,7 @@ pub async fn run(shared: Arc<Shared>) {
                     let now = Instant::now();
                     first_event.get_or_insert(now);
                     quiet_until = now + DEBOUNCE;
+                    rewatch = true;
                 }
             }
             _ = sleep_until(flush_at) => {
@@ -243,11 +247,15 @@ pub async fn run(shared: Arc<Shared>) {
                 pending = Pending::default();
                 first_event = None;
             }
-            _ = sleep_until(retry_at) => reloads.identity().await,
+            _ = sleep_until(retry_at) => {
+                reloads.identity().await;
+                rewatch = true;
+            }
             _ = tokio::time::sleep_until(next_poll) => {
                 reloads.identity().await;
                 reloads.policy().await;
                 next_poll = Instant::now() + poll;
+                rewatch = true;
             }
             _ = shared.shutdown.cancelled() => return,
         }
