@@ -105,10 +105,22 @@ impl SidecarProcess {
 
     /// Starts `sidecar run --config PATH` on an existing file with `listeners` listeners.
     pub fn start_file(name: &str, config_path: &Path, listeners: usize) -> anyhow::Result<Self> {
+        Self::start_file_with(name, config_path, listeners, &[])
+    }
+
+    /// Like [`SidecarProcess::start`], with extra `sidecar run` arguments (e.g. `--file-watch poll`).
+    pub fn start_with(name: &str, dir: &Path, config: &SidecarConfig, args: &[&str]) -> anyhow::Result<Self> {
+        let config_path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config_path, config.to_yaml())?;
+        Self::start_file_with(name, &config_path, config.inbound.len() + config.outbound.len(), args)
+    }
+
+    fn start_file_with(name: &str, config_path: &Path, listeners: usize, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(&bins().sidecar)
             .args(["run", "--config"])
             .arg(config_path)
             .args(["--log-format", "json"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

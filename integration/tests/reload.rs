@@ -585,3 +585,33 @@ async fn the_identity_directory_itself_can_be_replaced() {
     serves(&api, client.clone(), &serial_of(&c4), "update in the recreated directory").await;
     assert!(admitted(&api, client).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_watcher_changes_are_polled_and_status_says_so() {
+    let mesh = Mesh::new().unwrap();
+    let app = App::echo().await.unwrap();
+    // The path a sidecar takes when inotify is unavailable (limits, NFS): polling, said in the log and /status.
+    let config = SidecarConfig::new(&mesh.api.dir, &mesh.policy).inbound("api", app.addr);
+    let api = SidecarProcess::start_with("api-inbound", mesh.dir(), &config, &["--file-watch", "poll"]).unwrap();
+    api.wait_ready(READY).await.unwrap();
+    let (_, body) = integration::http::get(api.admin, "/status").await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["watcher"]["mode"], "polling", "{status}");
+    assert!(status["watcher"]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    api.wait_log(Duration::from_secs(5), |v| v["message"].as_str().is_some_and(|m| m.starts_with("polling")))
+        .await
+        .unwrap();
+
+    // Identity and policy changes still land, within the polling period.
+    let client = client_as(&mesh, &mesh.web);
+    mesh.pki.issue("/ns/api/sa/api", &mesh.api.dir, "1h").unwrap();
+    let want = serial_of(&read_identity(&mesh.api.dir).unwrap().0);
+    let started = Instant::now();
+    while tls_client::served_serial(api.addr("api"), client.clone()).await.unwrap() != want {
+        assert!(started.elapsed() < Duration::from_secs(3), "polled identity not served within 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    save_by_rename(&mesh.policy, &policy_allowing(&[WEB_ID, BATCH_ID]));
+    eventually(&api, Duration::from_secs(3), "polled policy", |m| generation(m) == 2.0).await;
+    assert!(admitted(&api, client_as(&mesh, &mesh.batch)).await);
+}

@@ -44,7 +44,7 @@ pub enum StartError {
 }
 
 /// Runs the sidecar until it is told to stop; returns the process exit status.
-pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
+pub async fn run(config_path: &Path, file_watch: watch::FileWatch) -> Result<ExitCode, StartError> {
     let config = Config::load(config_path)?;
     let policy = PolicyStore::load(config.policy.clone())?;
     let shared = Arc::new(Shared::new(config, Metrics::new()?, policy));
@@ -59,7 +59,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, StartError> {
     let admin = AdminServer::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
     shared.readiness.listeners_bound();
     info!(admin = %admin.addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
-    tokio::spawn(watch::run(shared.clone()));
+    tokio::spawn(watch::run(shared.clone(), file_watch));
 
     // Whether a signal started the drain: only a second signal closes connections at once. A SIGTERM that
     // follows `POST /shutdown` (a preStop hook, then the kubelet's signal) is the first signal, not a second.

@@ -23,6 +23,10 @@ enum Command {
         /// Log format on stderr. The level comes from RUST_LOG (default: info).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// How identity and policy file changes are noticed: inotify (falling back to polling when no watcher
+        /// can be created), or polling every second, for filesystems that send no inotify events (NFS, FUSE).
+        #[arg(long, value_enum, default_value_t = FileWatchArg::Auto)]
+        file_watch: FileWatchArg,
     },
     /// Policy file tools.
     Policy {
@@ -46,6 +50,12 @@ enum PolicyCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FileWatchArg {
+    Auto,
+    Poll,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -54,14 +64,20 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log_format } => run(config, log_format),
+        Command::Run { config, log_format, file_watch } => {
+            let file_watch = match file_watch {
+                FileWatchArg::Auto => sidecar::watch::FileWatch::Auto,
+                FileWatchArg::Poll => sidecar::watch::FileWatch::Poll,
+            };
+            run(config, log_format, file_watch)
+        }
         Command::Policy { command: PolicyCommand::Check { file, peer, listener } } => {
             policy_check(&file, peer.as_deref(), listener.as_deref())
         }
     }
 }
 
-fn run(config: PathBuf, format: LogFormat) -> ExitCode {
+fn run(config: PathBuf, format: LogFormat, file_watch: sidecar::watch::FileWatch) -> ExitCode {
     init_logging(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -70,7 +86,7 @@ fn run(config: PathBuf, format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sidecar::app::run(&config)) {
+    match runtime.block_on(sidecar::app::run(&config, file_watch)) {
         Ok(code) => code,
         Err(e) => {
             // One line, in the format the operator chose.

@@ -40,6 +40,16 @@ const POLL_BEFORE_IDENTITY: Duration = Duration::from_millis(250);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// How the operator asked for changes to be noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileWatch {
+    /// inotify when it can be had, polling otherwise.
+    #[default]
+    Auto,
+    /// Poll every second: for filesystems that deliver no inotify events (NFS, some FUSE and overlay mounts).
+    Poll,
+}
+
 /// How changes are noticed, for `/status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchMode {
@@ -190,19 +200,23 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// Runs until shutdown: loads the identity as soon as it exists, then reloads identity and policy on change.
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(shared: Arc<Shared>, strategy: FileWatch) {
     let interests = interests(&shared);
     let (tx, mut rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watches = match notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    }) {
+    let watcher = match strategy {
+        FileWatch::Auto => notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .map_err(|e| format!("cannot create a file watcher (inotify limits?): {e}")),
+        FileWatch::Poll => Err("polling was asked for (--file-watch poll)".to_string()),
+    };
+    let mut watches = match watcher {
         Ok(watcher) => {
             shared.watch.set(WatchMode::Events);
             Some(Watches { watcher, watched: HashMap::new() })
         }
-        Err(e) => {
-            let reason = e.to_string();
-            warn!(error = %reason, every = ?POLL_WITHOUT_WATCHER, "cannot create a file watcher (inotify limits?); polling identity and policy files instead");
+        Err(reason) => {
+            warn!(reason = %reason, every = ?POLL_WITHOUT_WATCHER, "polling identity and policy files instead of watching them");
             shared.watch.set(WatchMode::Polling { reason });
             None
         }
