@@ -615,3 +615,48 @@ async fn without_a_watcher_changes_are_polled_and_status_says_so() {
     eventually(&api, Duration::from_secs(3), "polled policy", |m| generation(m) == 2.0).await;
     assert!(admitted(&api, client_as(&mesh, &mesh.batch)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_connection_is_reset_at_both_ends_not_ended_as_if_complete() {
+    let mesh = Mesh::new().unwrap();
+    // The app echoes, and records how its read side ended: a FIN would tell it the caller said everything.
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = App::spawn(move |mut s| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let mut buf = [0u8; 1024];
+            let how = loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => break "eof".to_string(),
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break "write error".to_string();
+                        }
+                    }
+                    Err(e) => break format!("{:?}", e.kind()),
+                }
+            };
+            let _ = ended_tx.send(how);
+            Vec::new()
+        }
+    })
+    .await
+    .unwrap();
+    let api = mesh.api_inbound(app.addr).unwrap();
+    let web = mesh.outbound("web-outbound", &mesh.web, api.addr("api"), API_ID).unwrap();
+    api.wait_ready(READY).await.unwrap();
+    web.wait_ready(READY).await.unwrap();
+
+    let mut client = tokio::net::TcpStream::connect(web.addr("api")).await.unwrap();
+    client.write_all(b"hello").await.unwrap();
+    let mut echo = [0u8; 5];
+    client.read_exact(&mut echo).await.unwrap();
+
+    save_by_rename(&mesh.policy, "rules: []\n");
+    let mut rest = Vec::new();
+    let client_end = tokio::time::timeout(Duration::from_secs(3), client.read_to_end(&mut rest)).await.unwrap();
+    let client_end = client_end.map_err(|e| e.kind());
+    assert_eq!(client_end, Err(std::io::ErrorKind::ConnectionReset), "the caller saw a clean end");
+    let app_end = tokio::time::timeout(Duration::from_secs(3), ended_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(app_end, "ConnectionReset", "the app saw a clean end of a connection that was cut off");
+}

@@ -54,6 +54,17 @@ pub enum DuplexError {
     HalfCloseIdle(Duration),
 }
 
+/// How a proxied connection ended: by itself, or cut off from outside.
+#[derive(Debug)]
+pub enum Ended {
+    /// The copy finished (both directions ended) or failed.
+    Copied(Result<Transferred, DuplexError>),
+    /// A policy reload no longer allows the caller (inbound).
+    Revoked,
+    /// Still open at the end of the drain period.
+    DrainOver,
+}
+
 /// Bytes moved in each direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transferred {

@@ -14,7 +14,7 @@ use crate::{
     accept::OpenConnection,
     addr::{ClientAddr, ConnectAddr},
     config::{InboundConfig, ListenerName},
-    duplex::{self, DuplexError, Flow, Side},
+    duplex::{self, DuplexError, Ended, Flow, Side},
     log_limit::LogKind,
     metrics::ListenerMetrics,
     state::Shared,
@@ -51,9 +51,15 @@ impl Inbound {
             return;
         }
         let timeouts = self.shared.config.timeouts;
-        let mut app = match transport::connect(&self.forward, timeouts.connect).await {
-            Ok(app) => app,
-            Err(e) => {
+        // A revocation that lands while the app is dialed wins: the app never sees the caller.
+        let dialed = tokio::select! {
+            biased;
+            _ = registration.revoked() => None,
+            dialed = transport::connect(&self.forward, timeouts.connect) => Some(dialed),
+        };
+        let mut app = match dialed {
+            Some(Ok(app)) => app,
+            Some(Err(e)) => {
                 self.metrics.connect_error(e.reason());
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
                     warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = e.reason(), error = %e, suppressed, "cannot reach the local app");
@@ -61,53 +67,67 @@ impl Inbound {
                 close_quietly(tls).await;
                 return;
             }
+            None => {
+                self.revoked(&peer, client);
+                transport::abort(tls.get_ref().0);
+                return;
+            }
         };
         let mut tls = tls;
         let m = &self.metrics;
-        let copied = tokio::select! {
-            r = duplex::proxy(&mut tls, &mut app, &m.from_peer, &m.to_peer, timeouts.half_close_idle) => r,
-            _ = registration.revoked() => {
-                m.revoked.inc();
-                let generation = self.shared.policy.current().generation;
-                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "revoked", generation, "connection closed: the policy no longer allows this caller");
-                return;
-            }
-            _ = self.shared.force_close.cancelled() => {
-                debug!(listener = %self.name, peer.id = %peer, "closed at the end of the drain period");
-                return;
-            }
+        let ended = tokio::select! {
+            biased;
+            _ = registration.revoked() => Ended::Revoked,
+            _ = self.shared.force_close.cancelled() => Ended::DrainOver,
+            r = duplex::proxy(&mut tls, &mut app, &m.from_peer, &m.to_peer, timeouts.half_close_idle) => Ended::Copied(r),
         };
-        if let Err(DuplexError::Io { .. }) = &copied {
-            // One end broke off: break off the other too, rather than end it as if all was said.
+        if !matches!(ended, Ended::Copied(Ok(_))) {
+            // Cut off rather than finished: reset both ends, so neither takes a truncated stream for a
+            // complete one.
             transport::abort(tls.get_ref().0);
             transport::abort(&app);
         }
-        match copied {
-            Ok(t) => {
+        match ended {
+            Ended::Copied(Ok(t)) => {
                 debug!(listener = %self.name, peer.id = %peer, from_peer = t.a_to_b, to_peer = t.b_to_a, "connection closed")
             }
             // The app accepted, then reset before answering: as good as unreachable, and counted so.
-            Err(e) if app_reset_before_answering(&e) => {
+            Ended::Copied(Err(e)) if app_reset_before_answering(&e) => {
                 m.connect_error("reset");
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
                     warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = "reset", suppressed, "the local app reset the connection before answering");
                 }
             }
-            Err(e) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
+            Ended::Copied(Err(e)) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
+            Ended::Revoked => self.revoked(&peer, client),
+            Ended::DrainOver => debug!(listener = %self.name, peer.id = %peer, "closed at the end of the drain period"),
         }
+    }
+
+    fn revoked(&self, peer: &SpiffeId, client: ClientAddr) {
+        self.metrics.revoked.inc();
+        let generation = self.shared.policy.current().generation;
+        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "revoked", generation, "connection closed: the policy no longer allows this caller");
     }
 
     async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
         let config = self.shared.identity.current()?.tls.server.clone();
-        let accept = TlsAcceptor::from(config).accept(stream);
-        let failure =
+        let accept = TlsAcceptor::from(config).accept(stream).into_fallible();
+        let (failure, socket) =
             match timed_handshake(accept, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
                 Ok(tls) => return Some(tls),
-                Err(failure) => failure,
+                Err(failed) => failed,
             };
-        let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
-        let (id, claimed) = failure.log_ids();
-        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
+        if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake) {
+            let (id, claimed) = failure.log_ids();
+            warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
+        }
+        // rustls has sent its alert; close so that the caller reads it (a close with its unread request still
+        // queued would be a reset, which can overtake the alert). Within this task, so the listener's
+        // connection limit bounds lingering sockets too.
+        if let Some(socket) = socket {
+            transport::linger_close(socket).await;
+        }
         None
     }
 

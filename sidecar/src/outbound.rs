@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
+use tokio::io::AsyncReadExt;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 use tracing::{debug, warn};
 
@@ -11,7 +12,7 @@ use crate::{
     accept::OpenConnection,
     addr::{ClientAddr, ConnectAddr},
     config::{ListenerName, OutboundConfig},
-    duplex::{self, DuplexError, Flow, Side},
+    duplex::{self, DuplexError, Ended},
     log_limit::LogKind,
     metrics::{Direction, ListenerMetrics},
     state::Shared,
@@ -22,6 +23,9 @@ use crate::{
 /// The TLS server name we pass to rustls. The verifier ignores it (the peer is identified by SPIFFE ID) and
 /// SNI is off, so it never leaves this process.
 const UNUSED_SERVER_NAME: &str = "peer.sidecar.invalid";
+
+/// How long to look for a refusal alert after a connection failed before the peer sent anything.
+const REFUSAL_READ: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One outbound listener (a route to one peer).
 pub struct Outbound {
@@ -63,50 +67,68 @@ impl Outbound {
         };
         let Some(mut tls) = self.handshake(remote, client).await else { return };
         let m = &self.metrics;
-        let copied = tokio::select! {
-            r = duplex::proxy(&mut local, &mut tls, &m.to_peer, &m.from_peer, timeouts.half_close_idle) => r,
-            _ = self.shared.force_close.cancelled() => {
-                debug!(listener = %self.name, "closed at the end of the drain period");
-                return;
-            }
+        let ended = tokio::select! {
+            biased;
+            _ = self.shared.force_close.cancelled() => Ended::DrainOver,
+            r = duplex::proxy(&mut local, &mut tls, &m.to_peer, &m.from_peer, timeouts.half_close_idle) => Ended::Copied(r),
         };
-        if let Err(DuplexError::Io { .. }) = &copied {
-            // One end broke off: break off the other too, rather than end it as if all was said.
+        // Nothing came back from the peer: did it refuse us? In TLS 1.3 the server checks our certificate
+        // after our side of the handshake is done, so its refusal is an alert we may not have read yet (our
+        // write can fail first, on the socket it closed).
+        let refused = match &ended {
+            Ended::Copied(Err(DuplexError::Io { moved, source, .. })) if moved.b_to_a == 0 => {
+                match peer_alert(source) {
+                    Some(alert) => Some(alert),
+                    None => peer_refusal(&mut tls).await,
+                }
+            }
+            _ => None,
+        };
+        if !matches!(ended, Ended::Copied(Ok(_))) {
+            // Cut off rather than finished: reset both ends, so neither takes a truncated stream for a
+            // complete one.
             transport::abort(&local);
             transport::abort(tls.get_ref().0);
         }
-        match copied {
-            Ok(t) => debug!(listener = %self.name, to_peer = t.a_to_b, from_peer = t.b_to_a, "connection closed"),
-            // In TLS 1.3 the server checks our certificate after our side of the handshake is done, so its
-            // refusal arrives as an alert on the first read. Count it where an operator looks for it.
-            Err(DuplexError::Io { flow: Flow::BToA, side: Side::Read, source, moved }) if moved.b_to_a == 0 => {
-                match peer_alert(&source) {
-                    Some(alert) => {
-                        self.metrics.connect_error("rejected");
-                        if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Rejected) {
-                            warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, reason = "rejected", alert = ?alert, suppressed, "the peer sidecar refused this connection after the handshake (does it trust our certificate?)");
-                        }
-                    }
-                    None => debug!(listener = %self.name, error = %source, "connection ended before the peer answered"),
+        match (ended, refused) {
+            (_, Some(alert)) => {
+                self.metrics.connect_error("rejected");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Rejected) {
+                    warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, reason = "rejected", alert = ?alert, suppressed, "the peer sidecar refused this connection after the handshake (does it trust our certificate?)");
                 }
             }
-            Err(e) => debug!(listener = %self.name, error = %e, "connection ended"),
+            (Ended::Copied(Ok(t)), None) => {
+                debug!(listener = %self.name, to_peer = t.a_to_b, from_peer = t.b_to_a, "connection closed")
+            }
+            (Ended::Copied(Err(e)), None) => debug!(listener = %self.name, error = %e, "connection ended"),
+            (Ended::DrainOver | Ended::Revoked, None) => {
+                debug!(listener = %self.name, "closed at the end of the drain period")
+            }
         }
     }
 
     async fn handshake(&self, remote: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
         let config = self.shared.identity.current()?.tls.clients.get(self.route)?.clone();
         let name = ServerName::try_from(UNUSED_SERVER_NAME).ok()?;
-        let connect = TlsConnector::from(config).connect(name, remote);
-        let failure =
+        let connect = TlsConnector::from(config).connect(name, remote).into_fallible();
+        let (failure, _socket) =
             match timed_handshake(connect, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
                 Ok(tls) => return Some(tls),
-                Err(failure) => failure,
+                Err(failed) => failed,
             };
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
         let (id, claimed) = failure.log_ids();
         warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None
+    }
+}
+
+/// The alert the peer sent, if it refused us: read what is left on the connection, briefly.
+async fn peer_refusal(tls: &mut TlsStream<Stream>) -> Option<rustls::AlertDescription> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(REFUSAL_READ, tls.read(&mut byte)).await {
+        Ok(Err(e)) => peer_alert(&e),
+        _ => None,
     }
 }
 

@@ -159,6 +159,30 @@ pub fn abort(stream: &Stream) {
     }
 }
 
+/// How long a refused connection is kept to let our last words (a TLS alert) reach the peer.
+const LINGER: Duration = Duration::from_millis(500);
+/// How much a lingering close reads and discards at most.
+const LINGER_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Closes gracefully after a refusal: FIN, then read and discard what the peer still sends for a moment, so
+/// that the close is not turned into a reset by unread data (a reset can make the peer drop the alert we
+/// sent before it). Bounded in time and bytes.
+pub async fn linger_close(mut stream: Stream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
 /// Dials `addr` within `timeout`, trying each resolved address in turn.
 pub async fn connect(addr: &ConnectAddr, timeout: Duration) -> Result<Stream, ConnectError> {
     match tokio::time::timeout(timeout, dial(&addr.0)).await {

@@ -84,22 +84,23 @@ impl TlsConfigs {
     }
 }
 
-/// Runs one handshake (accept or connect) within `limit`, records its duration and outcome in `metrics`, and
-/// returns the stream or the classified failure. Shared by both directions so they measure alike.
-pub async fn timed_handshake<S>(
-    handshake: impl std::future::Future<Output = std::io::Result<S>>,
+/// Runs one handshake (tokio-rustls' fallible accept or connect) within `limit`, records its duration and
+/// outcome in `metrics`, and returns the stream, or the classified failure with the socket back when the
+/// handshake failed (rather than timed out). Shared by both directions so they measure alike.
+pub async fn timed_handshake<S, IO>(
+    handshake: impl std::future::Future<Output = Result<S, (std::io::Error, IO)>>,
     limit: std::time::Duration,
     metrics: &crate::metrics::HandshakeMetrics,
-) -> Result<S, HandshakeFailure> {
+) -> Result<S, (HandshakeFailure, Option<IO>)> {
     let started = tokio::time::Instant::now();
-    let failure = match tokio::time::timeout(limit, handshake).await {
+    let (failure, io) = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => {
             metrics.record(started.elapsed(), HandshakeReason::Ok);
             return Ok(stream);
         }
-        Ok(Err(e)) => HandshakeFailure::from_io(&e),
-        Err(_) => HandshakeFailure::timeout(limit),
+        Ok(Err((e, io))) => (HandshakeFailure::from_io(&e), Some(io)),
+        Err(_) => (HandshakeFailure::timeout(limit), None),
     };
     metrics.record(started.elapsed(), failure.reason);
-    Err(failure)
+    Err((failure, io))
 }
