@@ -247,6 +247,14 @@ async fn an_invalid_policy_never_replaces_the_good_one() {
         assert!(line.parse::<u32>().is_ok() && col.parse::<u32>().is_ok(), "no line:column in {text}");
     }
     assert!(errors[1]["error"].as_str().unwrap().contains(":4:9:"), "{}", errors[1]["error"]);
+
+    // Reverting the file to the policy in force clears the error in /status (it is a successful load).
+    save_by_rename(&mesh.policy, integration::mesh::POLICY);
+    eventually(&api, Duration::from_secs(2), "revert counted", |m| reloads(m, "policy", "ok") == 2.0).await;
+    let (_, body) = integration::http::get(api.admin, "/status").await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["reloads"]["policy"]["ok"], true, "{status}");
+    assert_eq!(status["policy"]["generation"], 1);
 }
 
 /// A caller holding an open connection: sends a numbered chunk every 10 ms and checks the echo.
@@ -659,4 +667,22 @@ async fn a_revoked_connection_is_reset_at_both_ends_not_ended_as_if_complete() {
     assert_eq!(client_end, Err(std::io::ErrorKind::ConnectionReset), "the caller saw a clean end");
     let app_end = tokio::time::timeout(Duration::from_secs(3), ended_rx.recv()).await.unwrap().unwrap();
     assert_eq!(app_end, "ConnectionReset", "the app saw a clean end of a connection that was cut off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_in_place_write_is_read_once_finished_not_half_done() {
+    let mesh = Mesh::new().unwrap();
+    let app = App::echo().await.unwrap();
+    let api = mesh.api_inbound(app.addr).unwrap();
+    api.wait_ready(READY).await.unwrap();
+
+    // Truncate, think for 400 ms, then write and close: an editor or a script saving in place.
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&mesh.policy).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        f.write_all(policy_allowing(&[WEB_ID, BATCH_ID]).as_bytes()).unwrap();
+    }
+    eventually(&api, Duration::from_secs(3), "the finished file loaded", |m| generation(m) == 2.0).await;
+    let m = metrics(&api).await;
+    assert_eq!(reloads(&m, "policy", "error"), 0.0, "the half-written (empty) file was read and counted as an error");
 }

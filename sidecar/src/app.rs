@@ -3,7 +3,10 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    task::JoinSet,
+};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -12,6 +15,7 @@ use crate::{
     authz::PolicyStore,
     config::Config,
     inbound::Inbound,
+    log_limit,
     metrics::Metrics,
     outbound::Outbound,
     state::Shared,
@@ -55,18 +59,27 @@ pub async fn run(config_path: &Path, file_watch: watch::FileWatch) -> Result<Exi
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
-    start_listeners(&shared).await?;
+    let mut accepting = start_listeners(&shared).await?;
     let admin = AdminServer::spawn(shared.config.admin.clone(), shared.clone()).await.map_err(StartError::Admin)?;
     shared.readiness.listeners_bound();
     info!(admin = %admin.addr.map(|a| a.to_string()).unwrap_or_else(|| shared.config.admin.to_string()), "sidecar started");
     tokio::spawn(watch::run(shared.clone(), file_watch));
+    tokio::spawn(log_limit::summarize_suppressed(shared.log_limit.clone(), shared.shutdown.clone()));
 
     // Whether a signal started the drain: only a second signal closes connections at once. A SIGTERM that
     // follows `POST /shutdown` (a preStop hook, then the kubelet's signal) is the first signal, not a second.
     let mut signalled = false;
+    let mut listener_died = false;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
+            // An accept loop only ends on shutdown; one that ends before (a panic) leaves a port that refuses
+            // everything while /ready says 200. Stop, loudly, so the orchestrator restarts us.
+            Some(ended) = accepting.join_next() => {
+                error!(outcome = ?ended.map(|_| "returned"), "a listener stopped accepting unexpectedly; shutting down");
+                listener_died = true;
+                shared.shutdown.cancel();
+            }
             _ = terminate.recv() => { info!("SIGTERM: draining"); signalled = true; shared.shutdown.cancel(); }
             _ = interrupt.recv() => { info!("SIGINT: draining"); signalled = true; shared.shutdown.cancel(); }
             _ = hangup.recv() => reload_now(&shared),
@@ -74,7 +87,7 @@ pub async fn run(config_path: &Path, file_watch: watch::FileWatch) -> Result<Exi
     }
     let code = drain(&shared, signalled, &mut terminate, &mut interrupt, &mut hangup).await;
     admin.stop(ADMIN_LINGER).await;
-    Ok(code)
+    Ok(if listener_died { ExitCode::FAILURE } else { code })
 }
 
 /// SIGHUP: re-read identity and policy now, on the blocking pool (file reads, signature checks, parsing).
@@ -91,7 +104,8 @@ fn reload_now(shared: &Arc<Shared>) {
 
 /// Binds every listener (a port in use is a start error) and starts its accept loop, which waits for the
 /// identity before accepting.
-async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
+async fn start_listeners(shared: &Arc<Shared>) -> Result<JoinSet<()>, StartError> {
+    let mut accepting = JoinSet::new();
     let mut statuses = Vec::new();
     for config in &shared.config.inbound {
         let listener = bind(config.name.as_str(), &config.listen).await?;
@@ -105,7 +119,7 @@ async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
         });
         let metrics = inbound.metrics.clone();
         let serve = move |stream, client| inbound.clone().serve(stream, client);
-        tokio::spawn(accept::run(shared.clone(), listener, metrics, serve));
+        accepting.spawn(accept::run(shared.clone(), listener, metrics, serve));
     }
     for (route, config) in shared.config.outbound.iter().enumerate() {
         let listener = bind(config.name.as_str(), &config.listen).await?;
@@ -119,13 +133,13 @@ async fn start_listeners(shared: &Arc<Shared>) -> Result<(), StartError> {
         });
         let metrics = outbound.metrics.clone();
         let serve = move |stream, client| outbound.clone().serve(stream, client);
-        tokio::spawn(accept::run(shared.clone(), listener, metrics, serve));
+        accepting.spawn(accept::run(shared.clone(), listener, metrics, serve));
     }
     for s in &statuses {
         info!(listener = %s.name, direction = s.metrics.direction.as_str(), listen = %s.listen, upstream = %s.target, "listener bound");
     }
     let _ = shared.listeners.set(statuses);
-    Ok(())
+    Ok(accepting)
 }
 
 async fn bind(name: &str, addr: &crate::addr::ListenAddr) -> Result<Listener, StartError> {

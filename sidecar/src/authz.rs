@@ -27,6 +27,8 @@ pub enum PolicyReload {
     Changed { generation: u64 },
     /// The file holds the policy already in force.
     Unchanged,
+    /// The file failed to load before and now holds the policy in force again (an edit was reverted).
+    Restored,
     /// The file holds the same invalid text as at the last failed attempt (already logged and counted).
     StillInvalid,
 }
@@ -64,10 +66,10 @@ impl PolicyStore {
         let text = policy::file::read(&self.path)?;
         let sha = hex::encode(Sha256::digest(text.as_bytes()));
         let old = self.current.load();
-        if sha == old.policy.sha256() {
-            return Ok(PolicyReload::Unchanged);
-        }
         let mut last_failed = self.last_failed.lock().unwrap_or_else(|p| p.into_inner());
+        if sha == old.policy.sha256() {
+            return Ok(if last_failed.take().is_some() { PolicyReload::Restored } else { PolicyReload::Unchanged });
+        }
         if !force && last_failed.as_deref() == Some(sha.as_str()) {
             return Ok(PolicyReload::StillInvalid);
         }

@@ -83,6 +83,10 @@ impl Default for Timeouts {
     }
 }
 
+/// The largest `limits.max_connections` accepted: far beyond what one process can hold open, and well inside
+/// what a semaphore can count.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+
 impl Default for Limits {
     fn default() -> Self {
         Self { max_connections: 10_000 }
@@ -279,8 +283,8 @@ impl Config {
         }
         let limits =
             Limits { max_connections: file.limits.max_connections.unwrap_or(Limits::default().max_connections) };
-        if limits.max_connections == 0 {
-            return Err("limits.max_connections: must be at least 1".into());
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&limits.max_connections) {
+            return Err(format!("limits.max_connections: must be from 1 to {MAX_CONNECTIONS_LIMIT}"));
         }
 
         Ok(Config { identity, admin, policy, inbound, outbound, timeouts, limits })
@@ -370,6 +374,7 @@ limits: { max_connections: 10000 }
             (GOOD.replace("sa/payments", "sa/payments/"), "trailing"),
             (GOOD.replace("  dir: ./certs/web", "  cert: a.pem"), "identity"),
             (GOOD.replace("max_connections: 10000", "max_connections: 0"), "max_connections"),
+            (GOOD.replace("max_connections: 10000", "max_connections: 18446744073709551615"), "max_connections"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(&text, Path::new("/")).expect_err(needle);

@@ -118,7 +118,7 @@ impl Inbound {
                 Ok(tls) => return Some(tls),
                 Err(failed) => failed,
             };
-        if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake) {
+        if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake(failure.reason)) {
             let (id, claimed) = failure.log_ids();
             warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
         }
@@ -156,7 +156,9 @@ impl Inbound {
         match decision.verdict {
             Verdict::Allow => true,
             Verdict::AuditDeny => {
-                info!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, "audit: policy would deny this caller; allowed in audit mode");
+                if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Audit) {
+                    info!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, suppressed, "audit: policy would deny this caller; allowed in audit mode");
+                }
                 true
             }
             Verdict::Deny => {

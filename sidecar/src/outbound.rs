@@ -116,7 +116,7 @@ impl Outbound {
                 Ok(tls) => return Some(tls),
                 Err(failed) => failed,
             };
-        let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake)?;
+        let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake(failure.reason))?;
         let (id, claimed) = failure.log_ids();
         warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None

@@ -74,6 +74,10 @@ impl Shared {
                 self.metrics.record_reload(ReloadKind::Identity, true, unix_now());
                 self.reloads.record(ReloadKind::Identity, true, message);
             }
+            // Not yet issued (the sidecar may start before its identity): pending, not a failed reload.
+            Err(IdentityError::Read(e)) if e.is_missing() && self.identity.current().is_none() => {
+                self.reloads.record(ReloadKind::Identity, false, format!("waiting for identity files: {e}"));
+            }
             Err(e) => {
                 self.metrics.record_reload(ReloadKind::Identity, false, unix_now());
                 self.reloads.record(ReloadKind::Identity, false, e.to_string());
@@ -128,6 +132,16 @@ impl Shared {
                         );
                     }
                 }
+            }
+            Ok(PolicyReload::Restored) => {
+                let generation = self.policy.current().generation;
+                info!(path = %self.policy.path().display(), generation, "policy file is valid again: it holds the policy in force");
+                self.metrics.record_reload(ReloadKind::Policy, true, unix_now());
+                self.reloads.record(
+                    ReloadKind::Policy,
+                    true,
+                    format!("back to the policy in force (generation {generation})"),
+                );
             }
             Ok(PolicyReload::Unchanged | PolicyReload::StillInvalid) => {}
             Err(e) => {

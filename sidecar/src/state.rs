@@ -31,7 +31,7 @@ pub struct Shared {
     /// Serializes reloads (the watcher and SIGHUP may ask at the same time).
     pub reloading: std::sync::Mutex<()>,
     /// Rate limits for per-connection warning lines.
-    pub log_limit: LogLimiter,
+    pub log_limit: Arc<LogLimiter>,
     /// The data-plane runtime, for its task count on `/metrics` (the admin server runs elsewhere).
     pub runtime: OnceLock<tokio::runtime::Handle>,
     /// How file changes are noticed, for `/status`.
@@ -60,7 +60,7 @@ impl Shared {
             listeners: OnceLock::new(),
             callers: Arc::default(),
             watch: WatchState::default(),
-            log_limit: LogLimiter::default(),
+            log_limit: Arc::default(),
             reloading: std::sync::Mutex::new(()),
             runtime: OnceLock::new(),
         }

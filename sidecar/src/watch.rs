@@ -6,7 +6,8 @@
 //! editors and the kubelet replace files by rename, which silently kills a watch on the file.
 //!
 //! Events are debounced (100 ms of quiet, at most 1 s after the first event) so that one atomic publication
-//! (4-6 events) or an editor's save causes one reload. Behind the events there are two safety nets: a
+//! (4-6 events) or an editor's save causes one reload; while a file is being written in place (modified and
+//! not yet closed) the reload waits for the writer to close it, up to that second. Behind the events there are two safety nets: a
 //! content-hash re-read every 30 s catches anything missed (network filesystems send no events), and if the
 //! watcher cannot be created at all (inotify limits) the files are polled every second instead, which `/status`
 //! and the log say.
@@ -25,7 +26,7 @@ use std::{
 
 use notify::{
     EventKind, RecursiveMode, Watcher as _,
-    event::{AccessKind, AccessMode},
+    event::{AccessKind, AccessMode, ModifyKind},
 };
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{debug, info, warn};
@@ -232,16 +233,23 @@ pub async fn run(shared: Arc<Shared>, strategy: FileWatch) {
     // Re-check the watched inodes only when something relevant happened: a busy parent directory (say /tmp)
     // sends a stream of events about unrelated files, which must cost no more than classifying them.
     let mut rewatch = true;
+    let mut writing = false;
     loop {
         if let Some(w) = watches.as_mut().filter(|_| std::mem::take(&mut rewatch)) {
             w.refresh(&interests);
         }
-        let flush_at = first_event.map(|first| quiet_until.min(first + DEBOUNCE_MAX));
+        // While a writer is mid-file (modified, not yet closed) wait for its close, up to DEBOUNCE_MAX: a
+        // slow in-place write would otherwise be read half-done and counted as a failed reload.
+        let flush_at =
+            first_event.map(|first| if writing { first + DEBOUNCE_MAX } else { quiet_until.min(first + DEBOUNCE_MAX) });
         let retry_at = reloads.identity_retry_at();
         tokio::select! {
             event = rx.recv(), if watches.is_some() => {
                 let Some(event) = event else { continue };
-                let changes = classify(&interests, event);
+                let (changes, write_state) = classify(&interests, event);
+                if let Some(busy) = write_state {
+                    writing = busy;
+                }
                 if changes != Pending::default() {
                     pending.identity |= changes.identity;
                     pending.policy |= changes.policy;
@@ -260,6 +268,7 @@ pub async fn run(shared: Arc<Shared>, strategy: FileWatch) {
                 }
                 pending = Pending::default();
                 first_event = None;
+                writing = false;
             }
             _ = sleep_until(retry_at) => {
                 reloads.identity().await;
@@ -283,18 +292,21 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn classify(interests: &[Interest], event: notify::Result<notify::Event>) -> Pending {
+/// What one event says: which reloads it calls for, and whether a writer is now busy (`Some(true)`: content
+/// is being written in place), or done (`Some(false)`: closed after writing, or the file was renamed or
+/// removed), as far as the files of interest go.
+fn classify(interests: &[Interest], event: notify::Result<notify::Event>) -> (Pending, Option<bool>) {
     let everything = Pending { identity: true, policy: true };
     let event = match event {
         Ok(event) => event,
         // The watcher lost events (queue overflow): re-read everything.
-        Err(_) => return everything,
+        Err(_) => return (everything, Some(false)),
     };
     if event.need_rescan() {
-        return everything;
+        return (everything, Some(false));
     }
     if !is_change(&event.kind) {
-        return Pending::default();
+        return (Pending::default(), None);
     }
     let mut out = Pending::default();
     for path in &event.paths {
@@ -304,7 +316,17 @@ fn classify(interests: &[Interest], event: notify::Result<notify::Event>) -> Pen
             out.policy |= p.policy;
         }
     }
-    out
+    if out == Pending::default() {
+        return (out, None);
+    }
+    let writing = match event.kind {
+        EventKind::Modify(ModifyKind::Data(_)) => Some(true),
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(_))
+        | EventKind::Remove(_) => Some(false),
+        _ => None,
+    };
+    (out, writing)
 }
 
 /// Runs reloads and remembers when a failed identity reload should be retried.
