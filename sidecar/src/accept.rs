@@ -54,7 +54,7 @@ where
     }
     let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     let name: Arc<str> = metrics.listener().into();
-    info!(listener = metrics.listener(), direction = metrics.direction.as_str(), "accepting connections");
+    info!(listener = %metrics.listener(), direction = metrics.direction.as_str(), "accepting connections");
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
@@ -70,7 +70,7 @@ where
                     // Refuse now rather than leave the caller hanging in the backlog.
                     metrics.refused("limit");
                     if let Some(suppressed) = shared.log_limit.admit(&name, LogKind::Limit) {
-                        warn!(direction = metrics.direction.as_str(), listener = metrics.listener(), peer.addr = %client, reason = "limit", max_connections = shared.config.limits.max_connections, suppressed, "connection refused: listener at its connection limit");
+                        warn!(direction = %metrics.direction.as_str(), listener = %metrics.listener(), peer.addr = %client, reason = %"limit", max_connections = shared.config.limits.max_connections, suppressed, "connection refused: listener at its connection limit");
                     }
                     drop(stream);
                     continue;
@@ -84,7 +84,7 @@ where
             Err(e) => {
                 metrics.refused("accept_error");
                 if let Some(suppressed) = shared.log_limit.admit(&name, LogKind::Accept) {
-                    warn!(listener = metrics.listener(), error = %e, backoff = ?backoff, suppressed, "accept failed; backing off");
+                    warn!(listener = %metrics.listener(), error = %e, backoff = ?backoff, suppressed, "accept failed; backing off");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -94,5 +94,5 @@ where
             }
         }
     }
-    info!(listener = metrics.listener(), "stopped accepting");
+    info!(listener = %metrics.listener(), "stopped accepting");
 }

@@ -50,6 +50,11 @@ impl FromStr for Addr {
             return Err(AddrError::Syntax(s.to_string()));
         }
         let port = port.parse::<u16>().map_err(|_| AddrError::Port(s.to_string()))?;
+        // `localhost` is loopback by definition (RFC 6761): no lookup at every connection, and no /etc/hosts
+        // entry can send plaintext elsewhere.
+        if host.eq_ignore_ascii_case("localhost") {
+            return Ok(Addr::Socket(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port)));
+        }
         Ok(Addr::Name { host: host.to_string(), port })
     }
 }
@@ -70,7 +75,7 @@ impl Addr {
     pub fn is_local(&self) -> bool {
         match self {
             Addr::Socket(sa) => sa.ip().is_loopback(),
-            Addr::Name { host, .. } => host == "localhost",
+            Addr::Name { .. } => false,
             Addr::Unix(_) => true,
         }
     }
@@ -140,7 +145,6 @@ mod tests {
             ("127.0.0.1:8080", true),
             ("[::1]:8080", true),
             ("0.0.0.0:15006", false),
-            ("localhost:80", true),
             ("api.internal:15006", false),
             ("unix:/run/app.sock", true),
         ];
@@ -149,6 +153,14 @@ mod tests {
             assert_eq!(addr.is_local(), local, "{text}");
             assert_eq!(addr.to_string(), text);
         }
+    }
+
+    #[test]
+    fn localhost_is_loopback_without_a_lookup() {
+        assert_eq!("localhost:8080".parse::<Addr>().unwrap(), Addr::Socket("127.0.0.1:8080".parse().unwrap()));
+        assert!("localhost:8080".parse::<Addr>().unwrap().is_local());
+        // Any other name is resolved when used, and is never assumed local.
+        assert!(!"localhost.example.org:80".parse::<Addr>().unwrap().is_local());
     }
 
     #[test]

@@ -186,8 +186,24 @@ impl<'de> Deserialize<'de> for DurationText {
 
 /// Parses `10s`, `500ms`, `2m`, `1h` (and humantime's other spellings).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?} ({e}); write a number and a unit: ms, s, m or h"))
+    let bad =
+        || format!("invalid duration {text:?}: write a number and a unit, ms, s, m or h (e.g. 500ms, 10s, 1m30s)");
+    // Only the units SPEC §2 names, one or more number+unit pairs; humantime then does the arithmetic.
+    let trimmed = text.trim();
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad());
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h"].into_iter().find(|u| rest.starts_with(u)).ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+    }
+    if trimmed.is_empty() {
+        return Err(bad());
+    }
+    humantime::parse_duration(trimmed).map_err(|_| bad())
 }
 
 // === loading ===
@@ -208,7 +224,12 @@ impl Config {
             Some((line, column)) => format!("{line}:{column}: {reason}"),
             None => reason,
         })?;
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        // Relative to the configuration file; `.` components dropped so logs and /status show plain paths
+        // (`..` is kept: only the filesystem knows what it means under symlinks).
+        let resolve = |p: &Path| {
+            let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+            joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect::<PathBuf>()
+        };
 
         let identity = identity_paths(&file.identity, &resolve)?;
         let admin = ListenAddr(parse_addr("admin", &file.admin)?);
@@ -345,13 +366,23 @@ limits: { max_connections: 10000 }
     #[test]
     fn parses_the_spec_example() {
         let c = Config::parse(GOOD, Path::new("/etc/sidecar")).unwrap();
-        assert_eq!(c.identity.cert, Path::new("/etc/sidecar/./certs/web/svid.pem"));
-        assert_eq!(c.identity.key, Path::new("/etc/sidecar/./certs/web/svid_key.pem"));
-        assert_eq!(c.policy, Path::new("/etc/sidecar/./policy.yaml"));
+        assert_eq!(c.identity.cert, Path::new("/etc/sidecar/certs/web/svid.pem"));
+        assert_eq!(c.identity.key, Path::new("/etc/sidecar/certs/web/svid_key.pem"));
+        assert_eq!(c.policy, Path::new("/etc/sidecar/policy.yaml"));
         assert_eq!(c.inbound[0].name.as_str(), "api");
         assert_eq!(c.outbound[0].server_id.as_str(), "spiffe://example.org/ns/pay/sa/payments");
         assert_eq!(c.timeouts.handshake, Duration::from_secs(10));
         assert_eq!(c.limits.max_connections, 10_000);
+    }
+
+    #[test]
+    fn durations_take_the_spec_units() {
+        for (text, ms) in [("10s", 10_000), ("500ms", 500), ("2m", 120_000), ("1h", 3_600_000), ("1m30s", 90_000)] {
+            assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(ms), "{text}");
+        }
+        for text in ["", "10", "s", "2days", "1 h", "10sec", "-1s", "1.5s"] {
+            assert!(parse_duration(text).is_err(), "{text:?}");
+        }
     }
 
     #[test]
@@ -367,6 +398,8 @@ limits: { max_connections: 10000 }
         let cases = [
             (GOOD.replace("limits:", "limitz:"), "limitz"),
             (GOOD.replace("handshake: 10s", "handshake: 10 parsecs"), "10 parsecs"),
+            (GOOD.replace("handshake: 10s", "handshake: 2days"), "2days"),
+            (GOOD.replace("handshake: 10s", "handshake: 10"), "\"10\""),
             (GOOD.replace("forward: 127.0.0.1:8080", "forward: 127.0.0.1"), "inbound[0].forward"),
             (GOOD.replace("forward: 127.0.0.1:8080", "forward: 10.1.1.1:80"), "loopback"),
             (GOOD.replace("listen: 127.0.0.1:15001", "listen: 0.0.0.0:15001"), "outbound[0].listen"),

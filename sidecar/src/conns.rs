@@ -58,13 +58,17 @@ impl InboundConnections {
     /// Signals every open connection that `policy` now denies (audit-mode denials stay open) and returns
     /// them. The connections close themselves and count the revocation.
     pub fn revoke_denied(&self, policy: &Policy) -> Vec<Revoked> {
-        let open = self.lock();
-        open.values()
-            .filter(|e| policy.decide(e.listener.as_str(), &e.peer).verdict == Verdict::Deny)
-            .filter(|e| !e.revoke.is_cancelled())
-            .map(|e| {
-                e.revoke.cancel();
-                Revoked { listener: e.listener.clone(), peer: e.peer.clone() }
+        // Decide outside the lock: with thousands of open connections, new ones must not wait on the scan. A
+        // connection registered after this snapshot decides under `policy` itself (it was swapped in first).
+        let open: Vec<(ListenerName, SpiffeId, CancellationToken)> =
+            self.lock().values().map(|e| (e.listener.clone(), e.peer.clone(), e.revoke.clone())).collect();
+        open.into_iter()
+            .filter(|(listener, peer, revoke)| {
+                !revoke.is_cancelled() && policy.decide(listener.as_str(), peer).verdict == Verdict::Deny
+            })
+            .map(|(listener, peer, revoke)| {
+                revoke.cancel();
+                Revoked { listener, peer }
             })
             .collect()
     }

@@ -62,7 +62,7 @@ impl Inbound {
             Some(Err(e)) => {
                 self.metrics.connect_error(e.reason());
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
-                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = e.reason(), error = %e, suppressed, "cannot reach the local app");
+                    warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = %e.reason(), error = %e, suppressed, "cannot reach the local app");
                 }
                 close_quietly(tls).await;
                 return;
@@ -95,7 +95,7 @@ impl Inbound {
             Ended::Copied(Err(e)) if app_reset_before_answering(&e) => {
                 m.connect_error("reset");
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
-                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = "reset", suppressed, "the local app reset the connection before answering");
+                    warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, forward = %self.forward, reason = %"reset", suppressed, "the local app reset the connection before answering");
                 }
             }
             Ended::Copied(Err(e)) => debug!(listener = %self.name, peer.id = %peer, error = %e, "connection ended"),
@@ -107,7 +107,7 @@ impl Inbound {
     fn revoked(&self, peer: &SpiffeId, client: ClientAddr) {
         self.metrics.revoked.inc();
         let generation = self.shared.policy.current().generation;
-        warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "revoked", generation, "connection closed: the policy no longer allows this caller");
+        warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = %"revoked", generation, "connection closed: the policy no longer allows this caller");
     }
 
     async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
@@ -120,7 +120,7 @@ impl Inbound {
             };
         if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake(failure.reason)) {
             let (id, claimed) = failure.log_ids();
-            warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
+            warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake failed");
         }
         // rustls has sent its alert; close so that the caller reads it (a close with its unread request still
         // queued would be a reset, which can overtake the alert). Within this task, so the listener's
@@ -142,7 +142,7 @@ impl Inbound {
                     Some(Err(e)) => e.to_string(),
                     _ => "no peer certificate".into(),
                 };
-                warn!(direction = "inbound", listener = %self.name, peer.addr = %client, reason = "bad_svid", detail = %detail, "connection refused: no SPIFFE ID");
+                warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, reason = %"bad_svid", detail = %detail, "connection refused: no SPIFFE ID");
                 None
             }
         }
@@ -157,13 +157,13 @@ impl Inbound {
             Verdict::Allow => true,
             Verdict::AuditDeny => {
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Audit) {
-                    info!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, suppressed, "audit: policy would deny this caller; allowed in audit mode");
+                    info!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, rule = decision.rule, generation = policy.generation, suppressed, "audit: policy would deny this caller; allowed in audit mode");
                 }
                 true
             }
             Verdict::Deny => {
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Denied) {
-                    warn!(direction = "inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = "denied", rule = decision.rule, generation = policy.generation, suppressed, "connection refused: caller not allowed by policy");
+                    warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = %"denied", rule = decision.rule, generation = policy.generation, suppressed, "connection refused: caller not allowed by policy");
                 }
                 false
             }

@@ -60,7 +60,7 @@ impl Outbound {
             Err(e) => {
                 self.metrics.connect_error(e.reason());
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Connect) {
-                    warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, reason = e.reason(), error = %e, suppressed, "cannot reach the peer sidecar");
+                    warn!(direction = %"outbound", listener = %self.name, local.addr = %client, connect = %self.connect, reason = %e.reason(), error = %e, suppressed, "cannot reach the peer sidecar");
                 }
                 return;
             }
@@ -94,7 +94,7 @@ impl Outbound {
             (_, Some(alert)) => {
                 self.metrics.connect_error("rejected");
                 if let Some(suppressed) = self.shared.log_limit.admit(&self.name.0, LogKind::Rejected) {
-                    warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, reason = "rejected", alert = ?alert, suppressed, "the peer sidecar refused this connection after the handshake (does it trust our certificate?)");
+                    warn!(direction = %"outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, reason = %"rejected", alert = ?alert, suppressed, "the peer sidecar refused this connection after the handshake (does it trust our certificate?)");
                 }
             }
             (Ended::Copied(Ok(t)), None) => {
@@ -118,7 +118,7 @@ impl Outbound {
             };
         let suppressed = self.shared.log_limit.admit(&self.name.0, LogKind::Handshake(failure.reason))?;
         let (id, claimed) = failure.log_ids();
-        warn!(direction = "outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
+        warn!(direction = %"outbound", listener = %self.name, local.addr = %client, connect = %self.connect, expected = %self.server_id, peer.id = %id, peer.claimed_id = %claimed, reason = %failure.reason, detail = %failure.detail, suppressed, "connection refused: handshake with the peer failed");
         None
     }
 }

@@ -103,12 +103,12 @@ impl Listener {
         }
     }
 
-    /// Accepts one connection. Accepted TCP sockets get `TCP_NODELAY`: a proxy must not add Nagle delay.
+    /// Accepts one connection (TCP sockets get `TCP_NODELAY` and keepalive, see [`tune`]).
     pub async fn accept(&self) -> io::Result<(Stream, ClientAddr)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
-                let _ = s.set_nodelay(true);
+                tune(&s);
                 Ok((Either::Left(s), ClientAddr::Tcp(peer)))
             }
             Listener::Unix(l) => {
@@ -213,13 +213,47 @@ async fn dial(addr: &Addr) -> Result<Stream, ConnectError> {
 
 async fn dial_tcp(sa: SocketAddr) -> Result<Stream, ConnectError> {
     let s = TcpStream::connect(sa).await.map_err(ConnectError::from_io)?;
-    let _ = s.set_nodelay(true);
+    tune(&s);
     Ok(Either::Left(s))
+}
+
+/// TCP keepalive: a peer host that vanished without a FIN or RST (power loss, a dropped network path) is
+/// detected after about 90 s of silence, instead of holding a connection slot and two sockets forever.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Socket options for every proxied TCP connection: no Nagle delay (a proxy must not add latency to small
+/// writes), and keepalive.
+fn tune(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let _ = socket2::SockRef::from(s).set_tcp_keepalive(&keepalive);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn both_ends_of_a_proxied_connection_get_keepalive_and_no_delay() {
+        let listener = Listener::bind(&ListenAddr("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dialed = connect(&ConnectAddr(Addr::Socket(addr)), Duration::from_secs(5)).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        for stream in [&dialed, &accepted] {
+            let Either::Left(tcp) = stream else { panic!("tcp expected") };
+            let sock = socket2::SockRef::from(tcp);
+            assert!(sock.keepalive().unwrap());
+            assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+            assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+            assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+            assert!(tcp.nodelay().unwrap());
+        }
+    }
 
     #[test]
     fn a_reset_during_the_dial_is_its_own_reason() {
