@@ -59,16 +59,34 @@ impl std::fmt::Debug for IdentityFiles {
 }
 
 /// Reads cert, key and bundle. The key must not be readable by group or others.
+///
+/// Each directory's `..data` is resolved once per read, whether the files were configured as a directory or
+/// one by one (`tls.crt`, `tls.key`, `ca.crt` of a Kubernetes Secret mount are in the same directory).
 pub fn read(paths: &IdentityPaths) -> Result<IdentityFiles, ReadError> {
-    let data_dir = paths.dir.as_deref().and_then(resolve_data_dir);
-    let locate = |p: &Path| match &data_dir {
-        Some(data) => through_data_link(p, data).unwrap_or_else(|| p.to_path_buf()),
-        None => p.to_path_buf(),
+    let [cert, key, bundle] = locations(paths);
+    Ok(IdentityFiles {
+        cert: read_file(&cert, false)?,
+        key: read_file(&key, true)?,
+        bundle: read_file(&bundle, false)?,
+    })
+}
+
+/// Where to read cert, key and bundle from: through each directory's `..data`, resolved once.
+fn locations(paths: &IdentityPaths) -> [PathBuf; 3] {
+    let mut data_dirs: Vec<(PathBuf, Option<PathBuf>)> = Vec::with_capacity(1);
+    let mut locate = |p: &Path| {
+        let Some(parent) = p.parent() else { return p.to_path_buf() };
+        let data = match data_dirs.iter().find(|(dir, _)| dir == parent) {
+            Some((_, data)) => data.clone(),
+            None => {
+                let data = resolve_data_dir(parent);
+                data_dirs.push((parent.to_path_buf(), data.clone()));
+                data
+            }
+        };
+        data.and_then(|data| through_data_link(p, &data)).unwrap_or_else(|| p.to_path_buf())
     };
-    let cert = read_file(&locate(&paths.cert), false)?;
-    let key = read_file(&locate(&paths.key), true)?;
-    let bundle = read_file(&locate(&paths.bundle), false)?;
-    Ok(IdentityFiles { cert, key, bundle })
+    [locate(&paths.cert), locate(&paths.key), locate(&paths.bundle)]
 }
 
 /// `DIR/..data` resolved to the real directory it points at, when the layout uses one.
@@ -135,6 +153,33 @@ mod tests {
                 assert!(e.to_string().contains("svid_key.pem"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn explicit_files_of_a_secret_mount_come_from_one_data_directory_too() {
+        // tls.crt, tls.key, ca.crt configured one by one; `..data` is swapped between the reads of one call
+        // only if it is resolved per file, which it must not be.
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = dir.path().join("..v1");
+        std::fs::create_dir(&v1).unwrap();
+        for name in ["tls.crt", "tls.key", "ca.crt"] {
+            std::fs::write(v1.join(name), format!("{name} v1")).unwrap();
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.path().join(name)).unwrap();
+        }
+        std::fs::set_permissions(v1.join("tls.key"), std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+        let paths = IdentityPaths {
+            dir: None,
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+            bundle: dir.path().join("ca.crt"),
+        };
+        let files = read(&paths).unwrap();
+        assert_eq!(files.cert, b"tls.crt v1");
+        assert_eq!(files.key, b"tls.key v1");
+        // All three are read inside the one resolved version directory, not through the visible links.
+        let v1 = v1.canonicalize().unwrap();
+        assert_eq!(locations(&paths), [v1.join("tls.crt"), v1.join("tls.key"), v1.join("ca.crt")]);
     }
 
     #[test]
