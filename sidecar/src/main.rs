@@ -37,14 +37,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy file (exit 0 valid, 1 invalid); with --peer, print the decision and its rule.
+    /// Validate a policy file (exit 0 valid, 1 invalid); with --peer, print the decision and its rule (exit 2:
+    /// --peer is not a SPIFFE ID).
     Check {
         file: PathBuf,
         /// A caller's SPIFFE ID to decide on.
         #[arg(long)]
         peer: Option<String>,
         /// The inbound listener the caller connects to (rules scoped to other listeners do not apply).
-        #[arg(long)]
+        #[arg(long, requires = "peer")]
         listener: Option<String>,
     },
 }
