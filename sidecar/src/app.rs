@@ -72,10 +72,11 @@ pub async fn run(config_path: &Path, file_watch: watch::FileWatch) -> Result<Exi
     let mut listener_died = false;
     loop {
         tokio::select! {
+            biased;
             _ = shared.shutdown.cancelled() => break,
             // An accept loop only ends on shutdown; one that ends before (a panic) leaves a port that refuses
             // everything while /ready says 200. Stop, loudly, so the orchestrator restarts us.
-            Some(ended) = accepting.join_next() => {
+            Some(ended) = accepting.join_next(), if !shared.shutdown.is_cancelled() => {
                 error!(outcome = ?ended.map(|_| "returned"), "a listener stopped accepting unexpectedly; shutting down");
                 listener_died = true;
                 shared.shutdown.cancel();
