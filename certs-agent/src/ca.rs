@@ -56,7 +56,7 @@ use std::{
     time::Duration,
 };
 
-use policy::{SpiffeId, TrustDomain};
+use policy::{LeafDetails, SpiffeId, TrustDomain, svid};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, string::Ia5String,
@@ -65,7 +65,6 @@ use rustls_pki_types::CertificateDer;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    cert_facts::{self, CertFacts},
     files::{self, CERT_MODE, FsError, KEY_MODE},
     pem,
     serial::{Serial, SerialError},
@@ -109,9 +108,9 @@ pub enum CaError {
         validity::rfc3339(*activate_at)
     )]
     RotationInProgress { serial: String, activate_at: OffsetDateTime },
-    #[error("--activate-after {} would activate the new root after it expires", crate::ttl::human(*activate_after))]
+    #[error("--activate-after {} would activate the new root after it expires", crate::duration::human(*activate_after))]
     ActivatesAfterExpiry { activate_after: Duration },
-    #[error("CA lifetime {} is too long to represent in a certificate", crate::ttl::human(*ttl))]
+    #[error("CA lifetime {} is too long to represent in a certificate", crate::duration::human(*ttl))]
     TtlTooLong { ttl: Duration },
     #[error("cannot generate the root certificate: {0}")]
     Generate(String),
@@ -169,7 +168,7 @@ pub struct Ca {
     dir: CaDir,
     trust_domain: TrustDomain,
     cert_der: CertificateDer<'static>,
-    facts: CertFacts,
+    facts: LeafDetails,
     key: KeyPair,
     bundle: Vec<CertificateDer<'static>>,
     bundle_pem: String,
@@ -182,8 +181,8 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("dir", &self.dir)
             .field("trust_domain", &self.trust_domain)
-            .field("serial", &self.facts.serial)
-            .field("not_after", &self.facts.not_after)
+            .field("serial", &self.facts.serial_hex)
+            .field("not_after", &self.not_after())
             .field("bundle_len", &self.bundle.len())
             .field("sequence", &self.sequence)
             .finish_non_exhaustive()
@@ -228,7 +227,7 @@ impl Ca {
     pub(crate) fn from_parts(
         dir: CaDir,
         trust_domain: TrustDomain,
-        signing: (CertificateDer<'static>, CertFacts, KeyPair),
+        signing: (CertificateDer<'static>, LeafDetails, KeyPair),
         bundle: Vec<CertificateDer<'static>>,
         sequence: u64,
     ) -> Ca {
@@ -247,18 +246,19 @@ impl Ca {
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }
-    pub fn facts(&self) -> &CertFacts {
+    /// What the signing root's certificate says.
+    pub fn facts(&self) -> &LeafDetails {
         &self.facts
     }
     /// The signing root's serial.
-    pub fn serial(&self) -> &Serial {
-        &self.facts.serial
+    pub fn serial(&self) -> Serial {
+        Serial::from_be_bytes(&self.facts.serial)
     }
     pub fn not_before(&self) -> OffsetDateTime {
-        self.facts.not_before
+        validity::from_unix(self.facts.not_before)
     }
     pub fn not_after(&self) -> OffsetDateTime {
-        self.facts.not_after
+        validity::from_unix(self.facts.not_after)
     }
     /// Every root currently trusted, oldest first.
     pub fn bundle(&self) -> &[CertificateDer<'static>] {
@@ -282,7 +282,7 @@ impl Ca {
     }
     /// How long the signing root stays valid after `now` (zero once expired).
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
-        validity::remaining(now, self.facts.not_after)
+        validity::remaining(now, self.not_after())
     }
 
     /// An rcgen signer for leaves under the signing root (issuer name and key identifier from its certificate).
@@ -338,22 +338,22 @@ fn root_params(
     Ok(params)
 }
 
-/// Parses a root certificate file's first certificate and checks it is a SPIFFE root; returns it, its facts and
-/// its trust domain.
+/// Parses a root certificate file's first certificate and checks it is a SPIFFE root; returns it, what it says
+/// and its trust domain.
 pub(crate) fn parse_root(
     path: &Path,
     bytes: &[u8],
-) -> Result<(CertificateDer<'static>, CertFacts, TrustDomain), CaError> {
+) -> Result<(CertificateDer<'static>, LeafDetails, TrustDomain), CaError> {
     let bad_cert = |reason: String| CaError::BadCertificate { path: path.to_path_buf(), reason };
     let der = pem::certificates(bytes).map_err(|e| bad_cert(e.to_string()))?.swap_remove(0);
-    let facts = cert_facts::parse(&der).map_err(&bad_cert)?;
+    let facts = svid::leaf_details(&der).map_err(|e| bad_cert(e.to_string()))?;
     let trust_domain = root_trust_domain(&facts).map_err(&bad_cert)?;
     Ok((der, facts, trust_domain))
 }
 
 /// The trust domain a root stands for: it must be a CA whose single URI SAN is `spiffe://<td>` (no path).
-pub(crate) fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String> {
-    if facts.is_ca != Some(true) {
+pub(crate) fn root_trust_domain(facts: &LeafDetails) -> Result<TrustDomain, String> {
+    if !facts.is_ca {
         return Err("not a CA certificate (basic constraints CA=true missing)".into());
     }
     if !facts.key_usage.as_ref().is_some_and(|ku| ku.has("keyCertSign")) {
@@ -371,7 +371,7 @@ pub(crate) fn root_trust_domain(facts: &CertFacts) -> Result<TrustDomain, String
 
 /// Reads a root's key file: private to its owner, parsable, matching `facts` (the certificate at `cert_path`).
 /// Returns the key and the file's bytes.
-pub(crate) fn load_key(key_path: &Path, cert_path: &Path, facts: &CertFacts) -> Result<(KeyPair, Vec<u8>), CaError> {
+pub(crate) fn load_key(key_path: &Path, cert_path: &Path, facts: &LeafDetails) -> Result<(KeyPair, Vec<u8>), CaError> {
     let mode = files::mode_of(key_path).map_err(|e| missing_or(e, key_path))?;
     if files::is_group_or_world_accessible(mode) {
         return Err(CaError::KeyTooOpen { path: key_path.to_path_buf(), mode });
@@ -424,23 +424,25 @@ mod tests {
         let ca = Ca::init(&dir, &td(), DAY, now).unwrap();
         assert_eq!(ca.trust_domain(), &td());
 
-        let facts = cert_facts::parse(ca.cert_der()).unwrap();
-        assert_eq!(facts.is_ca, Some(true));
+        let facts = svid::leaf_details(ca.cert_der()).unwrap();
+        assert!(facts.is_ca && facts.has_basic_constraints);
         assert_eq!(facts.uri_sans, vec!["spiffe://example.org".to_owned()]);
         assert!(facts.dns_sans.is_empty());
         assert!(!facts.has_name_constraints);
-        let ku = facts.key_usage.unwrap();
+        let ku = facts.key_usage.clone().unwrap();
         assert!(ku.critical);
-        assert_eq!(ku.names, vec!["keyCertSign", "cRLSign"]);
-        assert!(facts.ext_key_usage.is_none());
-        assert_eq!(facts.key_type, "ECDSA P-256");
+        assert_eq!(ku.usages, vec!["keyCertSign", "cRLSign"]);
+        assert!(facts.extended_key_usage.is_none());
+        assert_eq!(facts.key_algorithm, "ECDSA P-256");
         assert!(facts.subject.contains("O=certs-agent"), "{}", facts.subject);
         assert!(facts.subject.contains("example.org root "), "{}", facts.subject);
-        assert!(facts.subject.contains(&facts.serial.to_hex()[..8]), "{}", facts.subject);
+        assert!(facts.subject.contains(&facts.serial_hex[..8]), "{}", facts.subject);
         assert_eq!(facts.subject, facts.issuer);
-        assert_eq!(facts.not_before, validity::whole_seconds(now) - validity::BACKDATE);
-        assert_eq!(facts.not_after, validity::whole_seconds(now) + DAY);
-        assert_eq!(facts.serial.as_bytes()[0] & 0x80, 0);
+        assert_eq!(ca.not_before(), validity::whole_seconds(now) - validity::BACKDATE);
+        assert_eq!(ca.not_after(), validity::whole_seconds(now) + DAY);
+        assert_eq!(facts.not_after, ca.not_after().unix_timestamp());
+        assert_eq!(ca.serial().to_hex(), facts.serial_hex);
+        assert_eq!(facts.serial[0] & 0x80, 0);
 
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(files::mode_of(&dir.join(CA_KEY_FILE)).unwrap(), 0o600);
@@ -449,7 +451,7 @@ mod tests {
         assert_eq!(ca.sequence(), 1);
 
         // The full layout: the root set and its files, and the SPIFFE bundle view.
-        let serial = facts.serial.to_hex();
+        let serial = facts.serial_hex.clone();
         assert_eq!(
             fs::read(dir.join(ROOTS_DIR).join(format!("{serial}.pem"))).unwrap(),
             fs::read(dir.join(CA_CERT_FILE)).unwrap()

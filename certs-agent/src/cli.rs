@@ -31,10 +31,11 @@ pub enum Command {
                             2 on usage errors.")]
     Run(RunArgs),
     /// Print what a certificate says and whether it is a valid X.509-SVID (and why not).
-    #[command(after_help = "Exit status: 0 when the certificate is a valid X.509-SVID, 1 when it is not, \
-                            2 on usage errors or unreadable input. Without a bundle (no --bundle and no \
-                            svid_bundle.pem beside it) only the leaf rules can be checked: the verdict line says \
-                            the chain was not verified.")]
+    #[command(after_help = "Exit status: 0 only when the chain verified against a trust bundle and every rule \
+                            holds; 1 when the certificate is not a valid X.509-SVID, or when there is no bundle \
+                            to verify its chain (no --bundle and no svid_bundle.pem beside the certificate: the \
+                            leaf rules are still checked and printed, and the verdict says the chain was NOT \
+                            verified); 2 on usage errors or unreadable input.")]
     Inspect(InspectArgs),
 }
 
@@ -65,9 +66,10 @@ pub struct CaInitArgs {
     pub ttl: String,
 }
 
+/// What to issue and where to publish it: shared by `issue` and `run`.
 #[derive(Debug, Args)]
-pub struct IssueArgs {
-    /// CA directory made by `certs-agent ca init`.
+pub struct SvidArgs {
+    /// CA directory made by `certs-agent ca init` (may be shared by several agents and commands).
     #[arg(long, value_name = "CA_DIR")]
     pub ca_dir: PathBuf,
     /// SPIFFE ID of the workload, in the CA's trust domain, with a path.
@@ -76,17 +78,25 @@ pub struct IssueArgs {
     /// Identity directory to publish into (created with mode 0700 if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Lifetime of the SVID (ms, s, m, h); must end before the CA does.
+    /// Lifetime of each SVID (ms, s, m, h); must end before the signing root does.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub ttl: String,
 }
 
 #[derive(Debug, Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    pub svid: SvidArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A PEM file (leaf first) or an identity directory (svid.pem, and svid_bundle.pem when present).
+    /// A PEM file (leaf first) or an identity directory (its svid.pem). The chain is verified against the
+    /// svid_bundle.pem in the certificate's directory when present.
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    /// Trust bundle (PEM) to verify the chain against; overrides the directory's svid_bundle.pem.
+    /// Trust bundle (PEM, or a SPIFFE bundle in JSON) to verify the chain against; overrides the
+    /// svid_bundle.pem beside the certificate.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
 }
@@ -117,18 +127,8 @@ pub struct CaRetireArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// CA directory made by `certs-agent ca init` (may be shared by several agents).
-    #[arg(long, value_name = "CA_DIR")]
-    pub ca_dir: PathBuf,
-    /// SPIFFE ID of the workload, in the CA's trust domain, with a path.
-    #[arg(long, value_name = "SPIFFE_ID")]
-    pub id: String,
-    /// Identity directory to publish into (created with mode 0700 if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Lifetime of each SVID (ms, s, m, h); must end before the signing root does.
-    #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub ttl: String,
+    #[command(flatten)]
+    pub svid: SvidArgs,
     /// Serve /metrics, /ready and /live on this address (HOST:PORT; port 0 picks one, logged at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,

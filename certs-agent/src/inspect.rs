@@ -1,8 +1,13 @@
 //! `certs-agent inspect`: what a certificate says and whether it is a valid X.509-SVID (and why not).
 //!
-//! The SPIFFE leaf rules and the chain check come from the `policy` crate, so inspect judges exactly as the
-//! sidecar does; on top, it reports what the X509-SVID spec requires but a peer does not enforce (key usage
-//! marked critical, a critical SAN when the subject is empty) and the validity period.
+//! The certificate's fields, the SPIFFE leaf rules and the chain check all come from the `policy` crate, so
+//! inspect reads and judges exactly as the sidecar does; on top, it reports what the X509-SVID spec requires
+//! but a peer does not enforce (key usage marked critical, a critical SAN when the subject is empty) and the
+//! validity period.
+//!
+//! A certificate is valid only when its chain verified against a trust bundle (`--bundle`, or the
+//! `svid_bundle.pem` beside the certificate) and every rule holds: without a bundle nothing says who issued it,
+//! and a forger's certificate follows the leaf rules as well as a real one.
 //!
 //! Every violation names the certificate field as a path (`extensions.keyUsage`, `validity.notAfter`, ...), says
 //! what is wrong with it, and cites the rule it breaks, e.g.
@@ -14,17 +19,16 @@ use std::{
 };
 
 use policy::{
-    Role, SpiffeId, TrustBundle,
+    LeafDetails, Role, SpiffeId, TrustBundle,
     svid::{self, SvidError, SvidRule},
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::{
-    cert_facts::{self, CertFacts},
+    duration::human,
     files::{self, FsError},
     pem, publish, spiffe_bundle,
-    ttl::human,
     validity::{self, rfc3339},
 };
 
@@ -49,6 +53,15 @@ pub struct Violation {
     pub rule: String,
 }
 
+/// Where the trust bundle came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleSource {
+    /// `--bundle FILE`.
+    Flag,
+    /// The `svid_bundle.pem` in the certificate's directory.
+    Beside,
+}
+
 /// How the chain check went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainCheck {
@@ -64,7 +77,9 @@ pub enum ChainCheck {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub cert_file: PathBuf,
-    pub facts: CertFacts,
+    /// The trust bundle used, if any.
+    pub bundle: Option<(PathBuf, BundleSource)>,
+    pub facts: LeafDetails,
     /// The leaf's SPIFFE ID, or why it has none.
     pub spiffe_id: Result<SpiffeId, String>,
     pub intermediates: usize,
@@ -74,21 +89,30 @@ pub struct Report {
 }
 
 impl Report {
+    /// A valid X.509-SVID: the chain verified against a trust bundle, and every rule holds.
     pub fn is_valid(&self) -> bool {
-        self.violations.is_empty()
+        self.violations.is_empty() && matches!(self.chain, ChainCheck::Verified { .. })
     }
 }
 
-/// Inspects `path`: a PEM file (leaf first) or an identity directory (its `svid.pem`, and its
-/// `svid_bundle.pem` when present). `bundle` overrides the bundle.
+/// The chain check's reason when there is no bundle to check against.
+const NO_BUNDLE: &str = "no trust bundle (no --bundle, and no svid_bundle.pem beside the certificate)";
+
+/// Inspects `path`: a PEM file (leaf first) or an identity directory (its `svid.pem`). The chain is verified
+/// against `bundle`, else the `svid_bundle.pem` in the certificate's directory when present.
 pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Result<Report, InspectError> {
     let (cert_file, bundle_file) = input_files(path, bundle);
     let chain = read_chain(&cert_file)?;
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or_else(|| InspectError::Pem { path: cert_file.clone(), reason: pem::PemError::NoCertificates })?;
-    let facts =
-        cert_facts::parse(leaf).map_err(|reason| InspectError::Malformed { path: cert_file.clone(), reason })?;
+    let facts = svid::leaf_details(leaf).map_err(|e| InspectError::Malformed {
+        path: cert_file.clone(),
+        reason: match e {
+            SvidError::Malformed(reason) => reason,
+            other => other.to_string(),
+        },
+    })?;
     let spiffe_id = spiffe_id(&facts);
 
     let mut violations = Violations::default();
@@ -108,14 +132,14 @@ pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Resul
         );
     }
     validity_rules(&facts, now, &mut violations);
-    let chain = match (bundle_file, &spiffe_id) {
-        (None, _) => ChainCheck::Skipped("no trust bundle given"),
+    let chain = match (&bundle_file, &spiffe_id) {
+        (None, _) => ChainCheck::Skipped(NO_BUNDLE),
         (Some(_), Err(_)) => ChainCheck::Skipped("the leaf has no valid SPIFFE ID to pick a trust domain"),
-        (Some(file), Ok(id)) => {
-            let bundle = read_bundle(&file, id)?;
+        (Some((file, _)), Ok(id)) => {
+            let bundle = read_bundle(file, id)?;
             match chain_rules(&bundle, leaf, intermediates, now, &mut violations) {
-                ChainOutcome::Verified => ChainCheck::Verified { bundle: file, roots: bundle.roots().len() },
-                ChainOutcome::Failed => ChainCheck::Failed { bundle: file },
+                ChainOutcome::Verified => ChainCheck::Verified { bundle: file.clone(), roots: bundle.roots().len() },
+                ChainOutcome::Failed => ChainCheck::Failed { bundle: file.clone() },
                 ChainOutcome::Undetermined(why) => ChainCheck::Skipped(why),
             }
         }
@@ -123,6 +147,7 @@ pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Resul
 
     Ok(Report {
         cert_file,
+        bundle: bundle_file,
         facts,
         spiffe_id,
         intermediates: intermediates.len(),
@@ -132,15 +157,21 @@ pub fn inspect(path: &Path, bundle: Option<&Path>, now: OffsetDateTime) -> Resul
     })
 }
 
-/// The certificate file and the bundle file (if any) that `path` and `--bundle` stand for.
-fn input_files(path: &Path, bundle: Option<&Path>) -> (PathBuf, Option<PathBuf>) {
-    let bundle = bundle.map(Path::to_path_buf);
-    if !path.is_dir() {
-        return (path.to_path_buf(), bundle);
+/// The certificate file and the bundle file (if any) that `path` and `--bundle` stand for: `--bundle`, else
+/// the `svid_bundle.pem` in the certificate's directory (whether `path` named the directory or a file in it).
+fn input_files(path: &Path, bundle: Option<&Path>) -> (PathBuf, Option<(PathBuf, BundleSource)>) {
+    let cert_file = if path.is_dir() { path.join(publish::CERT_FILE) } else { path.to_path_buf() };
+    if let Some(bundle) = bundle {
+        return (cert_file, Some((bundle.to_path_buf(), BundleSource::Flag)));
     }
-    let dir_bundle = path.join(publish::BUNDLE_FILE);
-    let bundle = bundle.or(dir_bundle.exists().then_some(dir_bundle));
-    (path.join(publish::CERT_FILE), bundle)
+    let beside = files::parent_of(&cert_file).join(publish::BUNDLE_FILE);
+    // A certificate is not its own trust bundle.
+    let usable = beside.is_file() && !same_file(&beside, &cert_file);
+    (cert_file, usable.then_some((beside, BundleSource::Beside)))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, InspectError> {
@@ -173,7 +204,7 @@ impl Violations {
     }
 }
 
-fn spiffe_id(facts: &CertFacts) -> Result<SpiffeId, String> {
+fn spiffe_id(facts: &LeafDetails) -> Result<SpiffeId, String> {
     match facts.uri_sans.as_slice() {
         [] => Err("none (no URI SAN)".into()),
         [uri] => SpiffeId::parse(uri).map_err(|e| format!("none ({uri:?} is not a SPIFFE ID: {e})")),
@@ -192,24 +223,25 @@ fn leaf_rules(leaf: &CertificateDer<'_>, out: &mut Violations) {
     }
 }
 
-fn validity_rules(facts: &CertFacts, now: OffsetDateTime, out: &mut Violations) {
-    if now < facts.not_before {
+fn validity_rules(facts: &LeafDetails, now: OffsetDateTime, out: &mut Violations) {
+    let (not_before, not_after) = (validity::from_unix(facts.not_before), validity::from_unix(facts.not_after));
+    if now < not_before {
         out.push(
             "validity.notBefore",
             format!(
                 "not valid yet: notBefore is {} ({} from now) (RFC 5280 §4.1.2.5)",
-                rfc3339(facts.not_before),
-                human(validity::remaining(now, facts.not_before))
+                rfc3339(not_before),
+                human(validity::remaining(now, not_before))
             ),
         );
     }
-    if now > facts.not_after {
+    if now > not_after {
         out.push(
             "validity.notAfter",
             format!(
                 "expired: notAfter was {} ({} ago) (RFC 5280 §4.1.2.5)",
-                rfc3339(facts.not_after),
-                human(validity::remaining(facts.not_after, now))
+                rfc3339(not_after),
+                human(validity::remaining(not_after, now))
             ),
         );
     }
@@ -302,11 +334,14 @@ fn list_or_none(items: &[String]) -> String {
     if items.is_empty() { "(none)".into() } else { items.join(", ") }
 }
 
+/// One `label: value` line of the report.
+fn line(f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display) -> fmt::Result {
+    writeln!(f, "{label:<16}{value}")
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let facts = &self.facts;
-        let line =
-            |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| writeln!(f, "{label:<16}{value}");
         line(f, "file:", &self.cert_file.display())?;
         match &self.spiffe_id {
             Ok(id) => line(f, "SPIFFE ID:", id)?,
@@ -314,58 +349,68 @@ impl fmt::Display for Report {
         }
         line(f, "subject:", &facts.subject)?;
         line(f, "issuer:", &facts.issuer)?;
-        line(f, "serial:", &facts.serial)?;
-        line(f, "not before:", &rfc3339(facts.not_before))?;
-        let left = if self.now > facts.not_after {
-            format!("expired {} ago", human(validity::remaining(facts.not_after, self.now)))
+        line(f, "serial:", &facts.serial_hex)?;
+        let (not_before, not_after) = (validity::from_unix(facts.not_before), validity::from_unix(facts.not_after));
+        line(f, "not before:", &rfc3339(not_before))?;
+        let left = if self.now > not_after {
+            format!("expired {} ago", human(validity::remaining(not_after, self.now)))
         } else {
-            format!("{} left", human(validity::remaining(self.now, facts.not_after)))
+            format!("{} left", human(validity::remaining(self.now, not_after)))
         };
-        line(f, "not after:", &format!("{} ({left})", rfc3339(facts.not_after)))?;
-        line(f, "key type:", &facts.key_type)?;
+        line(f, "not after:", &format!("{} ({left})", rfc3339(not_after)))?;
+        line(f, "key type:", &facts.key_algorithm)?;
         line(f, "URI SANs:", &list_or_none(&facts.uri_sans))?;
         line(f, "DNS SANs:", &list_or_none(&facts.dns_sans))?;
-        let ca = match facts.is_ca {
-            Some(ca) => ca.to_string(),
-            None => "(no basic constraints)".into(),
-        };
+        let ca = if facts.has_basic_constraints { facts.is_ca.to_string() } else { "(no basic constraints)".into() };
         line(f, "CA:", &ca)?;
         let ku = match &facts.key_usage {
             Some(ku) => {
-                format!("{}{}", ku.names.join(", "), if ku.critical { " (critical)" } else { " (not critical)" })
+                format!("{}{}", ku.usages.join(", "), if ku.critical { " (critical)" } else { " (not critical)" })
             }
             None => "(none)".into(),
         };
         line(f, "key usage:", &ku)?;
-        let eku = match &facts.ext_key_usage {
-            Some(eku) => format!("{}{}", eku.names.join(", "), if eku.critical { " (critical)" } else { "" }),
+        let eku = match &facts.extended_key_usage {
+            Some(eku) => format!("{}{}", eku.purposes.join(", "), if eku.critical { " (critical)" } else { "" }),
             None => "(none)".into(),
         };
         line(f, "ext key usage:", &eku)?;
         line(f, "intermediates:", &self.intermediates)?;
+        self.fmt_chain_and_verdict(f)
+    }
+}
+
+impl Report {
+    fn fmt_chain_and_verdict(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bundle = match &self.bundle {
+            Some((file, BundleSource::Flag)) => format!("{} (--bundle)", file.display()),
+            Some((file, BundleSource::Beside)) => format!("{} (beside the certificate)", file.display()),
+            None => "(none)".into(),
+        };
+        line(f, "trust bundle:", &bundle)?;
         let chain = match &self.chain {
             ChainCheck::Verified { bundle, roots } => {
                 let plural = if *roots == 1 { "" } else { "s" };
                 format!("verified for serverAuth and clientAuth against {} ({roots} root{plural})", bundle.display())
             }
-            ChainCheck::Failed { bundle } => {
-                format!("does not verify against {}", bundle.display())
-            }
-            ChainCheck::Skipped(why) => format!("not verified: {why}"),
+            ChainCheck::Failed { bundle } => format!("does not verify against {}", bundle.display()),
+            ChainCheck::Skipped(why) => format!("NOT verified: {why}"),
         };
         line(f, "chain:", &chain)?;
-        if self.is_valid() && matches!(self.chain, ChainCheck::Skipped(_)) {
-            // Without a bundle nothing says who issued it: an impostor's certificate would pass the leaf rules.
-            line(f, "verdict:", &"leaf follows the X.509-SVID rules, but its chain was NOT verified (give --bundle)")
-        } else if self.is_valid() {
-            line(f, "verdict:", &"valid X.509-SVID")
-        } else {
-            line(f, "verdict:", &"NOT a valid X.509-SVID")?;
-            for v in &self.violations {
-                line(f, "violation:", &format!("{}: {}", v.field, v.rule))?;
-            }
-            Ok(())
+        if self.is_valid() {
+            return line(f, "verdict:", &"valid X.509-SVID");
         }
+        if self.violations.is_empty() {
+            // Without a bundle nothing says who issued it: a forger's certificate follows the leaf rules too.
+            let verdict = "NOT verified: the leaf follows the X.509-SVID rules, but its chain was NOT verified \
+                           (give --bundle, or keep svid_bundle.pem beside the certificate)";
+            return line(f, "verdict:", &verdict);
+        }
+        line(f, "verdict:", &"NOT a valid X.509-SVID")?;
+        for v in &self.violations {
+            line(f, "violation:", &format!("{}: {}", v.field, v.rule))?;
+        }
+        Ok(())
     }
 }
 
@@ -420,10 +465,40 @@ mod tests {
         let cert = tmp.path().join("leaf.pem");
         std::fs::write(&cert, &svid.chain_pem).unwrap();
         let report = inspect(&cert, None, now).unwrap();
-        assert!(matches!(report.chain, ChainCheck::Skipped(_)), "{report}");
+        assert!(matches!(report.chain, ChainCheck::Skipped(NO_BUNDLE)), "{report}");
+        assert!(report.violations.is_empty(), "{report}");
+        assert!(!report.is_valid(), "an unverified chain is not a valid SVID");
         let text = report.to_string();
         assert!(text.contains("chain was NOT verified"), "{text}");
+        assert!(text.contains("trust bundle:   (none)"), "{text}");
         assert!(!text.contains("verdict:        valid X.509-SVID"), "{text}");
+
+        // The same file beside an svid_bundle.pem: that bundle is used.
+        std::fs::write(tmp.path().join(publish::BUNDLE_FILE), issuer.ca().bundle_pem()).unwrap();
+        let report = inspect(&cert, None, now).unwrap();
+        assert!(report.is_valid(), "{report}");
+        assert_eq!(report.bundle, Some((tmp.path().join(publish::BUNDLE_FILE), BundleSource::Beside)));
+        assert!(report.to_string().contains("(beside the certificate)"), "{report}");
+    }
+
+    #[test]
+    fn a_certificate_with_trailing_bytes_is_malformed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
+        let svid =
+            issuer.issue(&SpiffeId::parse("spiffe://example.org/w").unwrap(), Duration::from_secs(60), now).unwrap();
+        let mut der = svid.leaf_der.to_vec();
+        der.extend_from_slice(&[0, 0]);
+        let cert = tmp.path().join("svid.pem");
+        std::fs::write(&cert, pem::encode_certificate(&der)).unwrap();
+        let err = inspect(&cert, Some(&issuer.ca().dir().bundle()), now).unwrap_err();
+        assert!(matches!(err, InspectError::Malformed { .. }), "{err}");
+        assert!(
+            err.to_string().ends_with("the first certificate does not parse: 2 bytes after the certificate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@
 
 use std::time::Duration;
 
-use policy::{Role, SpiffeId, SpiffeIdError, TrustBundle, TrustDomain, svid::SvidError};
+use policy::{
+    Role, SpiffeId, SpiffeIdError, TrustBundle, TrustDomain,
+    svid::{self, SvidError},
+};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, string::Ia5String,
@@ -21,12 +24,11 @@ use time::OffsetDateTime;
 
 use crate::{
     ca::{Ca, CaError},
-    cert_facts, pem,
+    duration::human,
+    pem,
     publish::Payload,
     serial::{Serial, SerialError},
-    spiffe_bundle,
-    ttl::human,
-    validity,
+    spiffe_bundle, validity,
 };
 
 /// What to do with a TTL that would outlive the signing root.
@@ -192,7 +194,7 @@ impl Issuer {
             not_before,
             not_after,
             issued_at: now,
-            signing_root: self.ca.serial().clone(),
+            signing_root: self.ca.serial(),
             signing_root_not_after: self.ca.not_after(),
             clamped,
         })
@@ -266,12 +268,12 @@ impl IssuedSvid {
         if chain.first() != Some(&self.leaf_der) {
             return Err(inconsistent("the chain does not start with the leaf".into()));
         }
-        let facts = cert_facts::parse(&self.leaf_der).map_err(|e| inconsistent(format!("leaf: {e}")))?;
+        let facts = svid::leaf_details(&self.leaf_der).map_err(|e| inconsistent(format!("leaf: {e}")))?;
         let key = KeyPair::from_pem(&self.key_pem).map_err(|e| inconsistent(format!("key: {e}")))?;
         if key.subject_public_key_info() != facts.spki_der {
             return Err(inconsistent("the private key does not match the leaf".into()));
         }
-        if facts.not_after > self.signing_root_not_after {
+        if facts.not_after > self.signing_root_not_after.unix_timestamp() {
             return Err(inconsistent("the leaf would outlive its root".into()));
         }
         let json = spiffe_bundle::parse(self.spiffe_bundle_json.as_bytes())
@@ -311,7 +313,6 @@ fn leaf_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert_facts;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -332,30 +333,31 @@ mod tests {
         let later = now + time::Duration::minutes(1);
         let svid = issuer.issue(&web_id(), HOUR, later).unwrap();
 
-        let facts = cert_facts::parse(&svid.leaf_der).unwrap();
+        let facts = svid::leaf_details(&svid.leaf_der).unwrap();
         assert_eq!(facts.uri_sans, vec![web_id().to_string()]);
         assert!(facts.dns_sans.is_empty());
         assert_eq!(facts.san_critical, Some(false), "subject is non-empty, so the SAN need not be critical");
         assert_eq!(facts.subject, "O=SPIFFE");
         assert_eq!(facts.issuer, issuer.ca().facts().subject);
-        assert_eq!(facts.is_ca, Some(false));
+        assert!(facts.has_basic_constraints && !facts.is_ca);
         let ku = facts.key_usage.clone().unwrap();
         assert!(ku.critical, "key usage must be critical (X509-SVID §4.3)");
-        assert_eq!(ku.names, vec!["digitalSignature"]);
-        let eku = facts.ext_key_usage.clone().unwrap();
+        assert_eq!(ku.usages, vec!["digitalSignature"]);
+        let eku = facts.extended_key_usage.clone().unwrap();
         assert!(eku.has("serverAuth") && eku.has("clientAuth"));
-        assert_eq!(eku.names.len(), 2);
+        assert_eq!(eku.purposes.len(), 2);
         assert!(!facts.has_name_constraints);
-        assert_eq!(facts.key_type, "ECDSA P-256");
-        assert_eq!(facts.not_before, validity::whole_seconds(later) - validity::BACKDATE);
-        assert_eq!(facts.not_after, validity::ceil_seconds(later + HOUR));
+        assert_eq!(facts.key_algorithm, "ECDSA P-256");
+        let not_before = validity::whole_seconds(later) - validity::BACKDATE;
+        let not_after = validity::ceil_seconds(later + HOUR);
+        assert_eq!((facts.not_before, facts.not_after), (not_before.unix_timestamp(), not_after.unix_timestamp()));
         assert!(svid.lifetime() >= HOUR && svid.lifetime() < HOUR + Duration::from_secs(1));
-        assert_eq!((svid.not_before, svid.not_after), (facts.not_before, facts.not_after));
-        assert_eq!(facts.serial, svid.serial);
-        assert_eq!(facts.serial.as_bytes()[0] & 0x80, 0, "serial must be positive");
+        assert_eq!((svid.not_before, svid.not_after), (not_before, not_after));
+        assert_eq!(facts.serial_hex, svid.serial.to_hex());
+        assert_eq!(facts.serial[0] & 0x80, 0, "serial must be positive");
         assert!(svid.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 expected");
         assert_eq!(svid.bundle_pem, issuer.ca().bundle_pem());
-        assert_eq!(svid.signing_root, *issuer.ca().serial());
+        assert_eq!(svid.signing_root, issuer.ca().serial());
         assert_eq!(svid.issued_at, later);
         assert!(!svid.clamped);
         assert!(!format!("{svid:?}").contains("PRIVATE KEY"));
@@ -363,7 +365,7 @@ mod tests {
 
     #[test]
     fn key_usage_extension_is_critical_in_the_der() {
-        // Straight from x509-parser, independent of cert_facts.
+        // Straight from x509-parser, independent of policy::svid.
         let tmp = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
         let svid = issuer_with_ttl(tmp.path(), 24 * HOUR, now).issue(&web_id(), HOUR, now).unwrap();
@@ -394,7 +396,7 @@ mod tests {
         let b = issuer.issue(&web_id(), HOUR, now).unwrap();
         assert_ne!(a.serial, b.serial);
         assert_ne!(a.key_pem, b.key_pem);
-        assert_ne!(a.serial, *issuer.ca().serial());
+        assert_ne!(a.serial, issuer.ca().serial());
     }
 
     #[test]

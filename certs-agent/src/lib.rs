@@ -11,13 +11,12 @@
 //!   [`metrics`] (`--metrics`: `/metrics`, `/ready`, `/live`).
 //! - [`spiffe_bundle`]: the trust bundle as a SPIFFE bundle (JWKS).
 //! - [`inspect`]: describe a certificate and judge it as an X.509-SVID, naming the field and the rule.
-//! - [`cert_facts`]: what a certificate says, parsed once.
-//! - [`files`], [`lock`], [`pem`], [`serial`], [`ttl`], [`validity`]: small helpers with one job each.
+//! - [`duration`], [`files`], [`lock`], [`pem`], [`serial`], [`validity`]: small helpers with one job each.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod ca;
-pub mod cert_facts;
+pub mod duration;
 pub mod files;
 pub mod inspect;
 pub mod issuer;
@@ -31,7 +30,6 @@ pub mod schedule;
 pub mod serial;
 pub mod spiffe_bundle;
 pub mod store;
-pub mod ttl;
 pub mod validity;
 
 pub use ca::{Ca, CaError};

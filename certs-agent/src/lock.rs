@@ -26,23 +26,34 @@ pub struct DirLock {
 
 impl DirLock {
     /// Opens (creating it with mode 0600 if needed) and exclusively locks `path`, waiting for other holders.
+    ///
+    /// An existing lock file is opened read-only (`flock` needs no more): closing a file opened for writing
+    /// is an inotify `IN_CLOSE_WRITE`, which a watcher of the directory (the sidecar's, on an identity
+    /// directory) would take for new content. Where an exclusive lock needs a writable descriptor (NFS
+    /// emulates `flock` with byte-range locks), it is reopened for writing.
     pub fn exclusive(path: &Path) -> Result<Self, FsError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(KEY_MODE)
-            .open(path)
-            .map_err(|e| FsError::new("open lock file", path, e))?;
+        let open_failed = |e| FsError::new("open lock file", path, e);
+        let (mut file, mut writable) = match File::open(path) {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (open_writable(path).map_err(open_failed)?, true),
+            Err(e) => return Err(open_failed(e)),
+        };
         loop {
             match flock(&file, FlockOperation::LockExclusive) {
                 Ok(()) => return Ok(DirLock { _file: file }),
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::BADF) if !writable => {
+                    file = open_writable(path).map_err(open_failed)?;
+                    writable = true;
+                }
                 Err(e) => return Err(FsError::new("lock", path, io::Error::from(e))),
             }
         }
     }
+}
+
+fn open_writable(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(KEY_MODE).open(path)
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ mod cli;
 use std::{process::ExitCode, time::Duration};
 
 use certs_agent::{
-    Ca, CaStore, TtlBeyondCa, inspect, publish,
+    Ca, CaStore, TtlBeyondCa,
+    duration::{self, Zero},
+    inspect, publish,
     run::{self, RunConfig},
-    ttl,
     validity::rfc3339,
 };
 use clap::Parser;
@@ -60,14 +61,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_duration(flag: &str, text: &str) -> Result<Duration, Failure> {
-    ttl::parse_ttl(text).map_err(|e| Failure::usage(format!("{flag}: {e}")))
+fn parse_duration(flag: &str, text: &str, zero: Zero) -> Result<Duration, Failure> {
+    duration::parse(text, zero).map_err(|e| Failure::usage(format!("{flag}: {e}")))
 }
 
 fn ca_init(args: &CaInitArgs) -> Result<u8, Failure> {
     let trust_domain = TrustDomain::parse(&args.trust_domain)
         .map_err(|e| Failure::usage(format!("invalid trust domain {:?}: {e}", args.trust_domain)))?;
-    let ttl = parse_duration("--ttl", &args.ttl)?;
+    let ttl = parse_duration("--ttl", &args.ttl, Zero::Refused)?;
     let ca = Ca::init(&args.dir, &trust_domain, ttl, OffsetDateTime::now_utc()).map_err(Failure::failed)?;
     println!(
         "created root CA for spiffe://{} in {} (serial {}, expires {})",
@@ -80,14 +81,13 @@ fn ca_init(args: &CaInitArgs) -> Result<u8, Failure> {
 }
 
 fn ca_rotate(args: &CaRotateArgs) -> Result<u8, Failure> {
-    let ttl = parse_duration("--ttl", &args.ttl)?;
+    let ttl = parse_duration("--ttl", &args.ttl, Zero::Refused)?;
     // Zero is a valid activation delay (sign at once), unlike a zero lifetime.
-    let activate_after = match &args.activate_after {
-        Some(text) => Some(humantime::parse_duration(text.trim()).map_err(|e| {
-            Failure::usage(format!("--activate-after: invalid duration {text:?}: {e} (use e.g. 0s, 30s, 10m, 1h)"))
-        })?),
-        None => None,
-    };
+    let activate_after = args
+        .activate_after
+        .as_deref()
+        .map(|text| parse_duration("--activate-after", text, Zero::Allowed))
+        .transpose()?;
     let mut store = CaStore::open(&args.dir).map_err(Failure::failed)?;
     let now = OffsetDateTime::now_utc();
     let rotation = store.rotate(ttl, activate_after, now).map_err(Failure::failed)?;
@@ -123,8 +123,8 @@ fn ca_retire(args: &CaRetireArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn issue(args: &IssueArgs) -> Result<u8, Failure> {
-    let ttl = parse_duration("--ttl", &args.ttl)?;
+fn issue(IssueArgs { svid: args }: &IssueArgs) -> Result<u8, Failure> {
+    let ttl = parse_duration("--ttl", &args.ttl, Zero::Refused)?;
     let mut store = CaStore::open(&args.ca_dir).map_err(Failure::failed)?;
     let now = OffsetDateTime::now_utc();
     let id = certs_agent::Issuer::new(store.snapshot(now).map_err(Failure::failed)?)
@@ -148,15 +148,16 @@ fn issue(args: &IssueArgs) -> Result<u8, Failure> {
 }
 
 fn run(args: &RunArgs) -> Result<u8, Failure> {
-    let ttl = parse_duration("--ttl", &args.ttl)?;
-    let retry_max = parse_duration("--retry-max", &args.retry_max)?;
-    let id = run::preflight(&args.ca_dir, &args.id, ttl, &args.out)
+    let svid = &args.svid;
+    let ttl = parse_duration("--ttl", &svid.ttl, Zero::Refused)?;
+    let retry_max = parse_duration("--retry-max", &args.retry_max, Zero::Refused)?;
+    let id = run::preflight(&svid.ca_dir, &svid.id, ttl, &svid.out)
         .map_err(|e| if e.is_usage() { Failure::usage(e) } else { Failure::failed(e) })?;
     init_logging(args.log_format);
     let config = RunConfig {
-        ca_dir: args.ca_dir.clone(),
+        ca_dir: svid.ca_dir.clone(),
         id,
-        out: args.out.clone(),
+        out: svid.out.clone(),
         ttl,
         retry_max,
         metrics: args.metrics,

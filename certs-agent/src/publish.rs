@@ -20,7 +20,13 @@
 //!
 //! Crash safety: every step either leaves the previous version live or completes the swap. What a crash
 //! can leave behind (a half-written version directory, `..data_tmp`, a temporary visible link) is removed
-//! or replaced by the next publication. One publisher per directory is assumed.
+//! or replaced by the next publication.
+//!
+//! Several publishers (two `run`s by mistake, an `issue` while a `run` is going) take turns: each publication
+//! holds an exclusive [`DirLock`] on `DIR/..lock` from creating its version directory to removing the old
+//! ones, so no publisher removes a `..data_tmp` or a version directory another one is still writing, and
+//! `..data` never names a removed version. Readers never look at `..lock` (and its name does not start with
+//! `..data`, which readers treat specially, nor with `..` and a digit, which names a version).
 
 use std::{
     fs, io,
@@ -30,7 +36,10 @@ use std::{
 
 use time::OffsetDateTime;
 
-use crate::files::{self, CERT_MODE, DIR_MODE, FsError, KEY_MODE};
+use crate::{
+    files::{self, CERT_MODE, DIR_MODE, FsError, KEY_MODE},
+    lock::DirLock,
+};
 
 /// The certificate chain, leaf first (spiffe-helper's name).
 pub const CERT_FILE: &str = "svid.pem";
@@ -44,6 +53,8 @@ pub const SPIFFE_BUNDLE_FILE: &str = "svid_bundle.spiffe.json";
 pub const DATA_LINK: &str = "..data";
 /// The symlink built next to `..data` and renamed over it.
 pub const DATA_TMP_LINK: &str = "..data_tmp";
+/// The lock file publishers serialize on (empty; readers never open it).
+pub const LOCK_FILE: &str = "..lock";
 
 /// The visible names, each a symlink into `..data`.
 pub const VISIBLE_FILES: [&str; 4] = [CERT_FILE, KEY_FILE, BUNDLE_FILE, SPIFFE_BUNDLE_FILE];
@@ -93,6 +104,7 @@ pub enum PublishError {
 pub fn publish(dir: &Path, payload: &Payload<'_>) -> Result<Published, PublishError> {
     let fs_err = |source| PublishError::Fs { dir: dir.to_path_buf(), source };
     files::create_private_dir(dir).map_err(fs_err)?;
+    let _lock = DirLock::exclusive(&dir.join(LOCK_FILE)).map_err(fs_err)?;
 
     let (version_name, version_dir) = create_version_dir(dir)?;
     write_version(&version_dir, payload).map_err(fs_err)?;
@@ -107,10 +119,12 @@ pub fn publish(dir: &Path, payload: &Payload<'_>) -> Result<Published, PublishEr
 }
 
 /// Checks that `dir` can be published into (creating it with mode 0700 if missing): creates and removes a
-/// probe file. Lets `run` refuse an unusable output directory before it issues anything.
+/// probe file, under the publishers' lock. Lets `run` refuse an unusable output directory before it issues
+/// anything.
 pub fn check_writable(dir: &Path) -> Result<(), PublishError> {
     let fs_err = |source| PublishError::Fs { dir: dir.to_path_buf(), source };
     files::create_private_dir(dir).map_err(fs_err)?;
+    let _lock = DirLock::exclusive(&dir.join(LOCK_FILE)).map_err(fs_err)?;
     let probe = dir.join(".certs-agent-probe");
     files::remove_if_present(&probe).map_err(fs_err)?;
     files::write_synced(&probe, b"", CERT_MODE).map_err(fs_err)?;
@@ -196,7 +210,8 @@ fn ensure_visible_link(dir: &Path, name: &str) -> Result<(), FsError> {
     fs::rename(&tmp, &path).map_err(|e| FsError::new("replace with a symlink", &path, e))
 }
 
-/// Removes every version directory but `keep` (the previous one and orphans of crashed runs).
+/// Removes every version directory but `keep` (the previous one and orphans of crashed runs). Under the lock,
+/// none of them is being written.
 fn remove_old_versions(dir: &Path, keep: &str) -> (Vec<PathBuf>, Vec<FsError>) {
     let (mut removed, mut errors) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(dir) {
@@ -353,11 +368,65 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_publishers_take_turns_and_readers_always_see_a_whole_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::sync::Arc::new(tmp.path().join("id"));
+        publish_tag(&dir, "first");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut whole = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let version = fs::read_link(dir.join(DATA_LINK)).expect("..data is always there");
+                    let read = |name: &str| fs::read_to_string(dir.join(&version).join(name));
+                    match (read(CERT_FILE), read(KEY_FILE)) {
+                        (Ok(chain), Ok(key)) => {
+                            assert_eq!(chain.strip_prefix("chain "), key.strip_prefix("key "), "{version:?}");
+                            whole += 1;
+                        }
+                        // Superseded and removed between the two steps: a reader's normal race. But `..data`
+                        // itself never names a removed or unfinished version.
+                        _ => assert_ne!(fs::read_link(dir.join(DATA_LINK)).unwrap(), version, "dangling ..data"),
+                    }
+                }
+                whole
+            })
+        };
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let [c, k, b, j] = payload(&format!("{w}-{i}"));
+                        let payload = Payload {
+                            chain_pem: c.as_bytes(),
+                            key_pem: k.as_bytes(),
+                            bundle_pem: b.as_bytes(),
+                            spiffe_bundle_json: j.as_bytes(),
+                        };
+                        let published = publish(&dir, &payload).unwrap_or_else(|e| panic!("writer {w}: {e}"));
+                        assert!(published.cleanup_errors.is_empty(), "{:?}", published.cleanup_errors);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(version_dirs(&dir).len(), 1);
+        assert!(fs::symlink_metadata(dir.join(DATA_TMP_LINK)).is_err());
+    }
+
+    #[test]
     fn check_writable_names_the_problem() {
         let tmp = tempfile::tempdir().unwrap();
         check_writable(&tmp.path().join("a/b")).unwrap();
         assert!(tmp.path().join("a/b").is_dir());
-        assert_eq!(fs::read_dir(tmp.path().join("a/b")).unwrap().count(), 0, "the probe is removed");
+        let left: Vec<_> = fs::read_dir(tmp.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [LOCK_FILE], "the probe is removed");
         let file = tmp.path().join("file");
         fs::write(&file, "").unwrap();
         let err = check_writable(&file.join("id")).unwrap_err();
@@ -373,6 +442,7 @@ mod tests {
         assert!(is_version_name(&version_name(t)));
         assert!(!is_version_name("..data"));
         assert!(!is_version_name("..data_tmp"));
+        assert!(!is_version_name(LOCK_FILE) && !LOCK_FILE.starts_with(DATA_LINK));
         assert!(!is_version_name("svid.pem"));
     }
 }

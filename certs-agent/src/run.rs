@@ -11,11 +11,16 @@
 //!   retirement reaches the workload within about a poll interval, not at the next renewal.
 //! - **Failures** (CA unreadable, disk full, ...): logged with their reason, counted as
 //!   `certs_agent_renewals_total{result="error"}`, retried with backoff; the published SVID stays in place
-//!   until a new one replaces it (it is never removed, even once expired).
+//!   until a new one replaces it (it is never removed, even once expired). Once it has expired the workload
+//!   is down, so retries come at least every second ([`schedule::retry_after`]), and the poll retries at once
+//!   when a CA directory that could not be read comes back (`ca back`).
 //! - **Never publish a bad certificate**: each SVID is checked as a peer would check it, and against its key and
 //!   bundle, before publication ([`IssuedSvid::verify`]).
 //! - **Leaves never outlive their root**: when the signing root has less life left than `--ttl`, leaves end
 //!   with the root, and each such issuance logs a warning (rotate the CA).
+//! - **Log**: each publication logs `published` with its `reason`: `start`, `renewal` (half-life), `retry`
+//!   (after a failure), `ca changed` (new bundle or signing root) or `ca back` (the CA directory is readable
+//!   again while no valid SVID is published).
 //! - **Signals**: SIGTERM/SIGINT stop the agent after any publication in progress, leaving the published SVID
 //!   in place; exit 0. SIGKILL at any instant leaves either the previous or the new publication
 //!   ([`crate::publish`]) and a consistent CA directory ([`crate::ca`]).
@@ -33,12 +38,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::{
+    duration::human,
     issuer::{IssueError, IssuedSvid, Issuer, TtlBeyondCa},
     metrics::{AgentMetrics, AgentState, Outcome, Readiness},
     publish::{self, PublishError},
     schedule,
     store::{self, CaStore},
-    ttl::human,
     validity::{self, rfc3339},
 };
 
@@ -148,25 +153,17 @@ pub async fn run(config: RunConfig) -> Result<u8, StartError> {
     };
     let mut current = InForce::of(&first);
     let mut failures: u32 = 0;
-    // The last CA state reacted to: a change is acted on once, not on every poll while renewals fail.
-    let mut reacted_to = current.issued_under.clone();
+    let mut ca = CaWatch { reacted_to: current.issued_under.clone(), readable: true };
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let reason = tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => if failures == 0 { "renewal" } else { "retry" },
-            _ = poll.tick() => {
-                let Ok(seen) = store::peek(&config.ca_dir, OffsetDateTime::now_utc()) else { continue };
-                if seen == reacted_to {
-                    continue;
-                }
-                reacted_to = seen.clone();
-                if seen == current.issued_under {
-                    continue;
-                }
-                "ca changed"
-            }
+            _ = poll.tick() => match ca.poll(&config.ca_dir, &current, failures > 0, OffsetDateTime::now_utc()) {
+                Some(reason) => reason,
+                None => continue,
+            },
             _ = term.recv() => break stop("SIGTERM"),
             _ = int.recv() => break stop("SIGINT"),
         };
@@ -174,7 +171,7 @@ pub async fn run(config: RunConfig) -> Result<u8, StartError> {
             Ok((svid, renew_at)) => {
                 failures = 0;
                 current = InForce::of(&svid);
-                reacted_to = current.issued_under.clone();
+                ca.reacted_to = current.issued_under.clone();
                 next = renew_at;
             }
             Err(e) => {
@@ -192,6 +189,35 @@ pub async fn run(config: RunConfig) -> Result<u8, StartError> {
                 next = Instant::now() + wait;
             }
         }
+    }
+}
+
+/// What the poll of the CA directory acts on.
+#[derive(Debug)]
+struct CaWatch {
+    /// The last CA state reacted to: a change is acted on once, not on every poll while renewals fail.
+    reacted_to: (u64, Option<String>),
+    /// Whether the last poll could read `roots.json`.
+    readable: bool,
+}
+
+impl CaWatch {
+    /// Looks at the CA directory; returns why to issue now, if at all: the bundle or the signing root changed
+    /// since `current` was issued, or renewals are `failing` with no valid SVID published and the CA has just
+    /// become readable again (the next retry may be up to a second away; the workload is down meanwhile).
+    fn poll(&mut self, ca_dir: &Path, current: &InForce, failing: bool, now: OffsetDateTime) -> Option<&'static str> {
+        let Ok(seen) = store::peek(ca_dir, now) else {
+            self.readable = false;
+            return None;
+        };
+        let came_back = !std::mem::replace(&mut self.readable, true);
+        if seen != self.reacted_to {
+            self.reacted_to = seen;
+            if self.reacted_to != current.issued_under {
+                return Some("ca changed");
+            }
+        }
+        (came_back && failing && current.not_after <= now).then_some("ca back")
     }
 }
 
@@ -258,4 +284,38 @@ async fn attempt(
 
 fn bundle_roots(svid: &IssuedSvid) -> usize {
     crate::pem::certificates(svid.bundle_pem.as_bytes()).map(|r| r.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::Ca;
+    use policy::TrustDomain;
+
+    #[test]
+    fn the_poll_retries_when_the_ca_comes_back_only_while_no_valid_svid_is_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, away) = (tmp.path().join("ca"), tmp.path().join("away"));
+        let now = OffsetDateTime::now_utc();
+        let td = TrustDomain::parse("example.org").unwrap();
+        let ca = Ca::init(&dir, &td, Duration::from_secs(3600), now).unwrap();
+        let issued_under = (ca.sequence(), Some(ca.serial().to_hex()));
+        let expired = InForce { not_after: now - time::Duration::SECOND, issued_under: issued_under.clone() };
+        let valid = InForce { not_after: now + time::Duration::HOUR, ..expired.clone() };
+        let mut watch = CaWatch { reacted_to: issued_under, readable: true };
+        let outage = |watch: &mut CaWatch| {
+            std::fs::rename(&dir, &away).unwrap();
+            assert_eq!(watch.poll(&dir, &expired, true, now), None);
+            assert!(!watch.readable);
+            std::fs::rename(&away, &dir).unwrap();
+        };
+
+        outage(&mut watch);
+        assert_eq!(watch.poll(&dir, &expired, true, now), Some("ca back"));
+        assert_eq!(watch.poll(&dir, &expired, true, now), None, "once per outage");
+        outage(&mut watch);
+        assert_eq!(watch.poll(&dir, &valid, true, now), None, "a valid SVID keeps the backoff");
+        outage(&mut watch);
+        assert_eq!(watch.poll(&dir, &expired, false, now), None, "nothing is failing");
+    }
 }

@@ -5,7 +5,8 @@
 //!   load the CA; the jitter spreads agents started together.
 //! - Retries: 250 ms doubling up to `--retry-max` (30 s by default), ±10 % jitter, and never more than half
 //!   the time the SVID in force has left, so that several attempts land before it expires however long the
-//!   cap.
+//!   cap. Once it has expired (or there is none) the workload is down, and no backoff saves anything worth
+//!   that: retries come at least every [`RETRY_WITHOUT_SVID`].
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub const RETRY_INITIAL: Duration = Duration::from_millis(250);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// The shortest retry delay, even right before expiry.
 pub const RETRY_FLOOR: Duration = Duration::from_millis(100);
+/// The longest retry delay while no valid SVID is published.
+pub const RETRY_WITHOUT_SVID: Duration = Duration::from_secs(1);
 
 /// A uniform sample in [-1, 1] from the OS random source (0 if it fails: no jitter is better than no renewal).
 pub fn jitter_sample() -> f64 {
@@ -37,15 +40,13 @@ pub fn renew_after(lifetime: Duration, jitter: f64) -> Duration {
 }
 
 /// The wait before retry `attempt` (0 after the first failure): [`RETRY_INITIAL`] doubling, jittered, capped by
-/// `max` and by half of `time_left` (the SVID in force's remaining validity; zero when there is none or it
-/// has expired, which lifts that cap), never below [`RETRY_FLOOR`].
+/// `max` and by half of `time_left` (the SVID in force's remaining validity), or by [`RETRY_WITHOUT_SVID`]
+/// when `time_left` is zero (none, or expired); never below [`RETRY_FLOOR`].
 pub fn retry_after(attempt: u32, max: Duration, time_left: Duration, jitter: f64) -> Duration {
     let doubled = RETRY_INITIAL.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
-    let mut wait = doubled.min(max).mul_f64(1.0 + JITTER * jitter.clamp(-1.0, 1.0)).min(max);
-    if !time_left.is_zero() {
-        wait = wait.min(time_left / 2);
-    }
-    wait.max(RETRY_FLOOR)
+    let wait = doubled.min(max).mul_f64(1.0 + JITTER * jitter.clamp(-1.0, 1.0)).min(max);
+    let cap = if time_left.is_zero() { RETRY_WITHOUT_SVID } else { time_left / 2 };
+    wait.min(cap).max(RETRY_FLOOR)
 }
 
 #[cfg(test)]
@@ -77,19 +78,29 @@ mod tests {
 
     #[test]
     fn retries_double_up_to_the_cap() {
-        let waits: Vec<Duration> = (0..10).map(|n| retry_after(n, 30 * S, Duration::ZERO, 0.0)).collect();
+        let day = 86_400 * S;
+        let waits: Vec<Duration> = (0..10).map(|n| retry_after(n, 30 * S, day, 0.0)).collect();
         assert_eq!(waits[0], Duration::from_millis(250));
         assert_eq!(waits[1], Duration::from_millis(500));
         assert_eq!(waits[2], Duration::from_secs(1));
         assert_eq!(waits[6], Duration::from_secs(16));
         assert_eq!(waits[7], 30 * S);
         assert_eq!(waits[9], 30 * S);
-        assert_eq!(
-            retry_after(u32::MAX, 30 * S, Duration::ZERO, 1.0),
-            30 * S,
-            "no overflow, jitter stays under the cap"
-        );
-        assert_eq!(retry_after(3, S, Duration::ZERO, 0.0), S);
+        assert_eq!(retry_after(u32::MAX, 30 * S, day, 1.0), 30 * S, "no overflow, jitter stays under the cap");
+        assert_eq!(retry_after(3, S, day, 0.0), S);
+    }
+
+    #[test]
+    fn without_a_valid_svid_retries_come_every_second_at_most() {
+        for attempt in [3, 7, 20, u32::MAX] {
+            for jitter in [-1.0, 0.0, 1.0] {
+                let wait = retry_after(attempt, 30 * S, Duration::ZERO, jitter);
+                assert!(wait <= RETRY_WITHOUT_SVID && wait >= Duration::from_millis(900), "{attempt}: {wait:?}");
+            }
+        }
+        // The first attempts still start small, and a smaller --retry-max still applies.
+        assert_eq!(retry_after(0, 30 * S, Duration::ZERO, 0.0), Duration::from_millis(250));
+        assert_eq!(retry_after(9, Duration::from_millis(400), Duration::ZERO, 0.0), Duration::from_millis(400));
     }
 
     #[test]

@@ -7,13 +7,13 @@
 
 use std::{fs, path::Path, time::Duration};
 
-use policy::{SpiffeId, TrustDomain};
+use policy::{LeafDetails, SpiffeId, TrustDomain, svid};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::{
     ca::{self, Ca, CaDir, CaError},
-    cert_facts::{self, CertFacts},
+    duration::human,
     files::{self, CERT_MODE, KEY_MODE},
     issuer::{IssueError, IssuedSvid, Issuer, TtlBeyondCa},
     lock::DirLock,
@@ -21,7 +21,6 @@ use crate::{
     roots::{self, Phase, RetireBlock, RootEntry, RootSet},
     serial::Serial,
     spiffe_bundle,
-    ttl::human,
     validity::{self, rfc3339},
 };
 
@@ -30,7 +29,7 @@ use crate::{
 pub struct LoadedRoot {
     pub entry: RootEntry,
     pub der: CertificateDer<'static>,
-    pub facts: CertFacts,
+    pub facts: LeafDetails,
 }
 
 /// The CA directory, locked.
@@ -113,8 +112,8 @@ impl CaStore {
             let path = ca_dir.root_cert(&entry.serial);
             let (der, facts, td) = ca::parse_root(&path, &ca::read_ca_file(&path)?)?;
             let bad_cert = |reason: String| CaError::BadCertificate { path: path.clone(), reason };
-            if facts.serial.to_hex() != entry.serial {
-                return Err(bad_cert(format!("its serial is {}, not {}", facts.serial, entry.serial)));
+            if facts.serial_hex != entry.serial {
+                return Err(bad_cert(format!("its serial is {}, not {}", facts.serial_hex, entry.serial)));
             }
             if td != trust_domain {
                 return Err(bad_cert(format!("it is a root of {td}, not of {trust_domain}")));
@@ -217,12 +216,13 @@ impl CaStore {
         };
         let (der, key) = ca::new_root(&self.trust_domain, ttl, now)?;
         let bad = |reason: String| CaError::Generate(reason);
-        let facts = cert_facts::parse(&der).map_err(bad)?;
-        if activate_at >= facts.not_after {
+        let facts = svid::leaf_details(&der).map_err(|e| bad(e.to_string()))?;
+        let not_after = validity::from_unix(facts.not_after);
+        if activate_at >= not_after {
             let after = validity::remaining(now, activate_at);
             return Err(CaError::ActivatesAfterExpiry { activate_after: after });
         }
-        let serial = facts.serial.to_hex();
+        let serial = facts.serial_hex.clone();
         files::create_private_dir(&self.dir.roots_dir())?;
         files::write_new_file(&self.dir.root_key(&serial), key.serialize_pem().as_bytes(), KEY_MODE)?;
         files::write_new_file(&self.dir.root_cert(&serial), pem::encode_certificate(&der).as_bytes(), CERT_MODE)?;
@@ -237,9 +237,9 @@ impl CaStore {
         self.roots.push(LoadedRoot { entry, der, facts: facts.clone() });
         self.sync_views(now)?;
         Ok(Rotation {
-            serial: facts.serial,
+            serial: Serial::from_be_bytes(&facts.serial),
             subject: facts.subject,
-            not_after: facts.not_after,
+            not_after,
             activate_at,
             bundle_len: self.roots.len(),
         })
@@ -389,18 +389,18 @@ fn adopt(dir: &CaDir, now: OffsetDateTime) -> Result<RootSet, CaError> {
     if !bundle.contains(&cert_der) {
         return Err(CaError::CertNotInBundle { bundle: bundle_path.clone(), cert: cert_path });
     }
-    let mut roots: Vec<(CertificateDer<'static>, CertFacts)> = Vec::new();
+    let mut roots: Vec<(CertificateDer<'static>, LeafDetails)> = Vec::new();
     for (index, der) in bundle.into_iter().enumerate() {
         if roots.iter().any(|(d, _)| *d == der) {
             continue;
         }
-        let facts = cert_facts::parse(&der).map_err(|e| bad_bundle(format!("root #{index}: {e}")))?;
+        let facts = svid::leaf_details(&der).map_err(|e| bad_bundle(format!("root #{index}: {e}")))?;
         let td = ca::root_trust_domain(&facts).map_err(|e| bad_bundle(format!("root #{index}: {e}")))?;
         if td != trust_domain {
             return Err(bad_bundle(format!("root #{index} is for trust domain {td}, not {trust_domain}")));
         }
         if roots.iter().any(|(_, f)| f.serial == facts.serial) {
-            return Err(bad_bundle(format!("two roots share the serial {}", facts.serial)));
+            return Err(bad_bundle(format!("two roots share the serial {}", facts.serial_hex)));
         }
         roots.push((der, facts));
     }
@@ -409,13 +409,13 @@ fn adopt(dir: &CaDir, now: OffsetDateTime) -> Result<RootSet, CaError> {
     let unix = now.unix_timestamp();
     let mut entries = Vec::with_capacity(roots.len());
     for (der, root_facts) in &roots {
-        let serial = root_facts.serial.to_hex();
+        let serial = root_facts.serial_hex.clone();
         files::write_replace(&dir.root_cert(&serial), pem::encode_certificate(der).as_bytes(), CERT_MODE)?;
         let signing = *der == cert_der;
         if signing {
             files::write_replace(&dir.root_key(&serial), &key_bytes, KEY_MODE)?;
         }
-        let activate_at = signing.then(|| facts.not_before.unix_timestamp().min(unix));
+        let activate_at = signing.then(|| facts.not_before.min(unix));
         entries.push(RootEntry { serial, added_at: unix, activate_at, signed_until: None });
     }
     let set = RootSet { version: roots::VERSION, trust_domain: trust_domain.to_string(), sequence: 1, roots: entries };
@@ -446,17 +446,17 @@ mod tests {
     }
 
     fn init(dir: &Path, now: OffsetDateTime) -> Serial {
-        Ca::init(dir, &td(), 24 * HOUR, now).unwrap().serial().clone()
+        Ca::init(dir, &td(), 24 * HOUR, now).unwrap().serial()
     }
 
     fn bundle_serials(dir: &Path) -> Vec<String> {
         let pem = fs::read(dir.join(ca::BUNDLE_FILE)).unwrap();
-        pem::certificates(&pem).unwrap().iter().map(|d| cert_facts::parse(d).unwrap().serial.to_hex()).collect()
+        pem::certificates(&pem).unwrap().iter().map(|d| svid::leaf_details(d).unwrap().serial_hex).collect()
     }
 
     fn view_serial(dir: &Path) -> String {
         let pem = fs::read(dir.join(ca::CA_CERT_FILE)).unwrap();
-        cert_facts::parse(&pem::certificates(&pem).unwrap()[0]).unwrap().serial.to_hex()
+        svid::leaf_details(&pem::certificates(&pem).unwrap()[0]).unwrap().serial_hex
     }
 
     #[test]

@@ -222,6 +222,43 @@ fn inspect_exit_statuses() {
 }
 
 #[test]
+fn inspect_passes_only_a_chain_it_verified_and_uses_the_bundle_beside_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, id) = (tmp.path().join("ca"), tmp.path().join("id"));
+    init_ca(&ca);
+    assert!(issue(&ca, &id, &[]).status.success());
+
+    // A file of an identity directory: the svid_bundle.pem beside it verifies the chain, and is named.
+    let out = run(&["inspect", path(&id.join("svid.pem"))]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let beside = id.join("svid_bundle.pem");
+    assert!(text.contains(&format!("verified for serverAuth and clientAuth against {}", beside.display())), "{text}");
+
+    // A forger's certificate (same trust domain, its own CA) with no bundle anywhere: the leaf rules hold, but
+    // nothing vouches for it, so `inspect x && deploy` must not pass it.
+    let forger = tmp.path().join("forger-ca");
+    init_ca(&forger);
+    let forged = tmp.path().join("forged");
+    assert!(issue(&forger, &forged, &[]).status.success());
+    let lone = tmp.path().join("lone");
+    fs::create_dir(&lone).unwrap();
+    fs::copy(forged.join("svid.pem"), lone.join("cert.pem")).unwrap();
+    let out = run(&["inspect", path(&lone.join("cert.pem"))]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("chain was NOT verified"), "{text}");
+    assert!(text.contains(ID), "the leaf findings are still printed: {text}");
+
+    // The forged leaf dropped into the victim's identity directory: the bundle beside it refuses the chain.
+    fs::copy(forged.join("svid.pem"), id.join("forged.pem")).unwrap();
+    let out = run(&["inspect", path(&id.join("forged.pem"))]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("violation:      chain:"), "{text}");
+}
+
+#[test]
 fn inspect_reports_an_expired_svid() {
     let tmp = tempfile::tempdir().unwrap();
     let (ca_dir, id) = (tmp.path().join("ca"), tmp.path().join("id"));
@@ -242,7 +279,9 @@ fn inspect_reports_an_expired_svid() {
 fn help_documents_the_inspect_exit_statuses() {
     let out = run(&["inspect", "--help"]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("Exit status: 0"), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Exit status: 0 only when the chain verified against a trust bundle"), "{text}");
+    assert!(text.contains("svid_bundle.pem beside the certificate"), "{text}");
 }
 
 /// A CA directory in the plain SPEC §1 layout (three files), as another tool would make it.
@@ -389,8 +428,8 @@ fn issue_records_what_each_root_signed() {
     let roots: serde_json::Value = serde_json::from_slice(&fs::read(ca.join("roots.json")).unwrap()).unwrap();
     let until = roots["roots"][0]["signed_until"].as_i64().unwrap();
     let leaf = certs_agent::pem::certificates(&fs::read(id.join("svid.pem")).unwrap()).unwrap();
-    let facts = certs_agent::cert_facts::parse(&leaf[0]).unwrap();
-    assert_eq!(until, facts.not_after.unix_timestamp());
+    let facts = policy::svid::leaf_details(&leaf[0]).unwrap();
+    assert_eq!(until, facts.not_after);
 }
 
 #[test]

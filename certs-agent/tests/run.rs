@@ -13,7 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use certs_agent::{cert_facts, pem};
+use certs_agent::{pem, validity};
+use policy::svid::leaf_details;
 
 const ID: &str = "spiffe://example.org/ns/web/sa/frontend";
 
@@ -27,7 +28,7 @@ fn p(path: &Path) -> &str {
 
 fn serial_of(dir: &Path) -> Option<String> {
     let pem = fs::read(dir.join("svid.pem")).ok()?;
-    Some(cert_facts::parse(&pem::certificates(&pem).ok()?[0]).ok()?.serial.to_hex())
+    Some(leaf_details(&pem::certificates(&pem).ok()?[0]).ok()?.serial_hex)
 }
 
 /// A running agent whose JSON log lines are collected.
@@ -70,7 +71,7 @@ fn leaves_never_outlive_a_root_about_to_expire_and_each_clamp_is_logged() {
         agent().args(["ca", "init", "--trust-domain", "example.org", "--dir", p(&ca), "--ttl", "6s"]).output().unwrap();
     assert!(init.status.success());
     let pem = fs::read(ca.join("ca.pem")).unwrap();
-    let ca_not_after = cert_facts::parse(&pem::certificates(&pem).unwrap()[0]).unwrap().not_after;
+    let ca_not_after = validity::from_unix(leaf_details(&pem::certificates(&pem).unwrap()[0]).unwrap().not_after);
 
     let run =
         Agent::start(&["run", "--ca-dir", p(&ca), "--id", ID, "--out", p(&out), "--ttl", "4s", "--retry-max", "1s"]);
@@ -84,7 +85,7 @@ fn leaves_never_outlive_a_root_about_to_expire_and_each_clamp_is_logged() {
     eprintln!("{} publications, {} clamped", published.len(), clamps.len());
     assert!(published.len() >= 2, "{published:?}");
     assert!(!clamps.is_empty(), "no clamp was logged");
-    let expected = certs_agent::validity::rfc3339(ca_not_after);
+    let expected = validity::rfc3339(ca_not_after);
     // The first leaf fit; every later one ended with the root, and each said so.
     for e in &published {
         let end = e["not_after"].as_str().unwrap();

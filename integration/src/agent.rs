@@ -3,29 +3,26 @@
 //! consumer would.
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
+    ops::{Deref, DerefMut},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::{Arc, Mutex},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::{bins::bins, http, prom::Metrics};
+use crate::{bins::bins, child::LoggedChild, http, prom::Metrics};
 
 /// A running `certs-agent run --log-format json --metrics 127.0.0.1:0`. Killed on drop; its log is printed if
-/// the test is failing.
+/// the test is failing. The log, signals and exit are those of its [`LoggedChild`] (through `Deref`).
 pub struct AgentProcess {
-    child: Child,
+    child: LoggedChild,
     pub name: String,
     pub out: PathBuf,
     /// The metrics address, learned from the log.
     pub metrics: SocketAddr,
-    log: Arc<Mutex<Vec<Value>>>,
-    raw: Arc<Mutex<Vec<String>>>,
 }
 
 impl AgentProcess {
@@ -35,7 +32,7 @@ impl AgentProcess {
         let mut me = Self::spawn(name, ca_dir, id, out, ttl, extra)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = me.child.try_wait()? {
+            if let Some(status) = me.try_wait()? {
                 bail!("{name} exited early with {status}:\n{}", me.raw_log());
             }
             if let Some(addr) =
@@ -53,7 +50,8 @@ impl AgentProcess {
 
     /// Spawns the agent and returns at once (for tests that kill it at arbitrary moments).
     pub fn spawn(name: &str, ca_dir: &Path, id: &str, out: &Path, ttl: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(&bins().certs_agent)
+        let mut command = Command::new(&bins().certs_agent);
+        command
             .arg("run")
             .arg("--ca-dir")
             .arg(ca_dir)
@@ -61,27 +59,9 @@ impl AgentProcess {
             .arg("--out")
             .arg(out)
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning certs-agent run")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let raw = Arc::new(Mutex::new(Vec::new()));
-        {
-            let (log, raw) = (log.clone(), raw.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        log.lock().unwrap().push(v);
-                    }
-                    raw.lock().unwrap().push(line);
-                }
-            });
-        }
-        Ok(Self { child, name: name.to_owned(), out: out.to_path_buf(), metrics: "0.0.0.0:0".parse()?, log, raw })
+            .env("RUST_LOG", "info");
+        let child = LoggedChild::spawn(command, &format!("certs-agent {name}"))?;
+        Ok(Self { child, name: name.to_owned(), out: out.to_path_buf(), metrics: "0.0.0.0:0".parse()? })
     }
 
     /// The `published` log records so far, oldest first (fields: `serial`, `not_after`, `lifetime_ms`,
@@ -121,62 +101,18 @@ impl AgentProcess {
     pub async fn ready(&self) -> anyhow::Result<(u16, String)> {
         http::get(self.metrics, "/ready").await
     }
+}
 
-    pub fn log_matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.log.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
-    }
-
-    pub fn find_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        self.log.lock().unwrap().iter().find(|v| pred(v)).cloned()
-    }
-
-    pub fn raw_log(&self) -> String {
-        self.raw.lock().unwrap().join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Sends `signal` ("TERM", "KILL", ...) with kill(1).
-    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let ok = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?.success();
-        anyhow::ensure!(ok, "kill -{signal} failed");
-        Ok(())
-    }
-
-    /// SIGKILL, and reap.
-    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
-        self.child.kill()?;
-        Ok(self.child.wait()?)
-    }
-
-    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not exit within {within:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+impl Deref for AgentProcess {
+    type Target = LoggedChild;
+    fn deref(&self) -> &LoggedChild {
+        &self.child
     }
 }
 
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- log of certs-agent {} ---\n{}\n--- end of log ---", self.name, self.raw_log());
-        }
+impl DerefMut for AgentProcess {
+    fn deref_mut(&mut self) -> &mut LoggedChild {
+        &mut self.child
     }
 }
 

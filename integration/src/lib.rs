@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod apps;
 pub mod bins;
+pub mod child;
 pub mod hostile;
 pub mod http;
 pub mod kubelet;

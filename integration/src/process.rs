@@ -5,18 +5,16 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
     net::SocketAddr,
+    ops::{Deref, DerefMut},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
-use serde_json::Value;
+use anyhow::bail;
 
-use crate::{bins::bins, http};
+use crate::{bins::bins, child::LoggedChild, http};
 
 /// A sidecar configuration, written as YAML (SPEC §2).
 #[derive(Debug, Clone)]
@@ -83,15 +81,14 @@ impl SidecarConfig {
     }
 }
 
-/// A running sidecar. Killed on drop; its log is printed if the test is failing.
+/// A running sidecar. Killed on drop; its log is printed if the test is failing. The log, signals and exit
+/// are those of its [`LoggedChild`] (through `Deref`).
 pub struct SidecarProcess {
-    child: Child,
+    child: LoggedChild,
     pub name: String,
     pub admin: SocketAddr,
     pub listeners: HashMap<String, SocketAddr>,
     pub config_path: PathBuf,
-    log: Arc<Mutex<Vec<Value>>>,
-    raw: Arc<Mutex<Vec<String>>>,
 }
 
 impl SidecarProcess {
@@ -116,43 +113,23 @@ impl SidecarProcess {
     }
 
     fn start_file_with(name: &str, config_path: &Path, listeners: usize, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(&bins().sidecar)
+        let mut command = Command::new(&bins().sidecar);
+        command
             .args(["run", "--config"])
             .arg(config_path)
             .args(["--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning sidecar")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let raw = Arc::new(Mutex::new(Vec::new()));
-        {
-            let (log, raw) = (log.clone(), raw.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        log.lock().unwrap().push(v);
-                    }
-                    raw.lock().unwrap().push(line);
-                }
-            });
-        }
+            .env("RUST_LOG", "info");
         let mut me = Self {
-            child,
+            child: LoggedChild::spawn(command, &format!("sidecar {name}"))?,
             name: name.to_string(),
             admin: "0.0.0.0:0".parse()?,
             listeners: HashMap::new(),
             config_path: config_path.to_path_buf(),
-            log,
-            raw,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = me.child.try_wait()? {
+            if let Some(status) = me.try_wait()? {
                 bail!("{name} exited early with {status}:\n{}", me.raw_log());
             }
             let started = me
@@ -224,67 +201,17 @@ impl SidecarProcess {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
 
-    /// Log records (JSON objects) so far that satisfy `pred`.
-    pub fn log_matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.log.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
-    }
-
-    pub fn find_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        self.log.lock().unwrap().iter().find(|v| pred(v)).cloned()
-    }
-
-    /// Waits for a log record satisfying `pred`.
-    pub async fn wait_log(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(v) = self.find_log(&pred) {
-                return Ok(v);
-            }
-            if Instant::now() > deadline {
-                bail!("{}: expected log line did not appear within {within:?}:\n{}", self.name, self.raw_log());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything the process wrote to stderr so far.
-    pub fn raw_log(&self) -> String {
-        self.raw.lock().unwrap().join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends `signal` (e.g. "TERM", "HUP") with kill(1).
-    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let ok = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?.success();
-        anyhow::ensure!(ok, "kill -{signal} failed");
-        Ok(())
-    }
-
-    /// Waits for the process to exit.
-    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not exit within {within:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+impl Deref for SidecarProcess {
+    type Target = LoggedChild;
+    fn deref(&self) -> &LoggedChild {
+        &self.child
     }
 }
 
-impl Drop for SidecarProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- log of sidecar {} ---\n{}\n--- end of log ---", self.name, self.raw_log());
-        }
+impl DerefMut for SidecarProcess {
+    fn deref_mut(&mut self) -> &mut LoggedChild {
+        &mut self.child
     }
 }

@@ -31,8 +31,41 @@ pub struct Published {
 /// Reads `dir` through `..data` resolved once (as the sidecar reads it) and checks the set (see the module
 /// docs), the key file's mode (0600) and the visible links (`NAME -> ..data/NAME`).
 pub fn read_checked(dir: &Path) -> anyhow::Result<Published> {
+    read_version(dir, &data_target(dir)?)
+}
+
+/// The version directory `DIR/..data` names.
+pub fn data_target(dir: &Path) -> anyhow::Result<String> {
     let version = std::fs::read_link(dir.join("..data")).context("..data")?;
-    let version = version.to_str().context("non-UTF-8 version")?.to_owned();
+    Ok(version.to_str().context("non-UTF-8 version")?.to_owned())
+}
+
+/// What one read of the current publication found.
+#[derive(Debug)]
+pub enum Read {
+    /// A complete, matching set.
+    Consistent(Box<Published>),
+    /// The version `..data` named was replaced and cleaned up between resolving `..data` and reading it: a
+    /// normal race for a reader, which reads again (the sidecar retries).
+    Superseded,
+}
+
+/// Reads the current publication as the sidecar does (resolve `..data` once, read through it) and tells a
+/// reader's normal race (the version was superseded and removed meanwhile) from a broken directory: `..data`
+/// missing, or still naming a version that is not a complete, matching set (dangling, half-written, or
+/// emptied by a writer).
+pub fn read_current(dir: &Path) -> anyhow::Result<Read> {
+    let version = data_target(dir)?;
+    match read_version(dir, &version) {
+        Ok(published) => Ok(Read::Consistent(Box::new(published))),
+        Err(_) if data_target(dir).ok().as_deref() != Some(version.as_str()) => Ok(Read::Superseded),
+        Err(e) => Err(e.context(format!("..data still names {version}"))),
+    }
+}
+
+/// Reads and checks the version directory `version` of `dir` (see [`read_checked`]).
+pub fn read_version(dir: &Path, version: &str) -> anyhow::Result<Published> {
+    let version = version.to_owned();
     for name in FILES {
         let link = std::fs::read_link(dir.join(name)).with_context(|| format!("visible link {name}"))?;
         ensure!(link == Path::new("..data").join(name), "{name} -> {}", link.display());

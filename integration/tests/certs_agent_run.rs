@@ -184,6 +184,70 @@ async fn sigkill_during_publication_never_leaves_an_inconsistent_directory() {
     setup.pki.issue("/ns/batch/sa/report", &setup.dir().join("batch"), "1h").unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_and_an_issue_on_one_directory_never_break_what_readers_see() {
+    let setup = Setup::new();
+    let out = setup.dir().join("api");
+    // Two agents publishing back to back into one directory (a misconfiguration, but it must stay safe).
+    let a = AgentProcess::start("churn-a", &setup.pki.ca_dir, API_ID, &out, "1h", &["--churn"]).unwrap();
+    let b = AgentProcess::start("churn-b", &setup.pki.ca_dir, API_ID, &out, "1h", &["--churn"]).unwrap();
+    a.wait_publications(1, READY).await.unwrap();
+    b.wait_publications(1, READY).await.unwrap();
+
+    // A reader reading the way the sidecar does, as fast as it can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (out, stop) = (out.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut consistent, mut superseded, mut broken) = (0usize, 0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match svid_dir::read_current(&out) {
+                    Ok(svid_dir::Read::Consistent(p)) => {
+                        assert_eq!(p.id.as_str(), API_ID);
+                        consistent += 1;
+                    }
+                    Ok(svid_dir::Read::Superseded) => superseded += 1,
+                    Err(e) => broken.push(format!("{e:#}")),
+                }
+            }
+            (consistent, superseded, broken)
+        })
+    };
+    // Meanwhile, one-shot `issue` into the same directory.
+    let (ca, dir) = (setup.pki.ca_dir.to_str().unwrap(), out.to_str().unwrap());
+    let mut issue_failures = Vec::new();
+    for _ in 0..8 {
+        let o =
+            integration::agent::certs_agent_output(&["issue", "--ca-dir", ca, "--id", API_ID, "--out", dir]).unwrap();
+        if !o.status.success() {
+            issue_failures.push(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (consistent, superseded, broken) = reader.join().unwrap();
+
+    let failed = |agent: &AgentProcess| {
+        agent.log_matching(|v| v["message"] == "renewal failed; the published SVID stays in place")
+    };
+    let (a_pubs, b_pubs) = (a.publications().len(), b.publications().len());
+    eprintln!(
+        "{a_pubs} + {b_pubs} publications; reads: {consistent} consistent, {superseded} superseded while read, {} \
+         broken; {} + {} failed renewals, {} failed issues",
+        broken.len(),
+        failed(&a).len(),
+        failed(&b).len(),
+        issue_failures.len()
+    );
+    assert!(broken.is_empty(), "{} broken reads, e.g. {:?}", broken.len(), &broken[..broken.len().min(3)]);
+    assert!(failed(&a).is_empty() && failed(&b).is_empty(), "{:?} {:?}", failed(&a), failed(&b));
+    assert!(issue_failures.is_empty(), "{issue_failures:?}");
+    assert!(a_pubs >= 20 && b_pubs >= 20, "the publishers did not contend: {a_pubs} and {b_pubs} publications");
+    assert!(consistent >= 100, "only {consistent} consistent reads");
+    drop((a, b));
+    svid_dir::read_checked(&out).unwrap();
+}
+
 /// Makes the CA directory unreadable: `chmod 000` when that denies us (not root), else by moving the directory
 /// away (root reads through any mode). Returns how to undo it.
 fn take_ca_down(ca_dir: &Path) -> Box<dyn FnOnce()> {
@@ -240,17 +304,45 @@ async fn a_ca_outage_keeps_the_svid_until_expiry_counts_errors_and_recovers() {
     assert_eq!(status, 503);
     assert!(body.contains("identity") && body.contains("expired"), "{body}");
 
-    // The CA comes back: the next retry succeeds.
+    // The CA comes back: the agent notices it at its next poll (or its next retry) and renews.
     restore();
     let back = Instant::now();
     let renewed = agent.wait_publications(2, Duration::from_secs(3)).await.unwrap();
     eprintln!("renewed {:?} after the CA came back; {errors} errors counted during the outage", back.elapsed());
-    assert_eq!(renewed[1]["reason"], "retry");
+    assert!(renewed[1]["reason"] == "ca back" || renewed[1]["reason"] == "retry", "{}", renewed[1]);
     let published = svid_dir::read_checked(&out).unwrap();
     assert_ne!(published.leaf.serial_hex, serial);
     let m = agent.scrape().await.unwrap();
     assert_eq!(m.value("certs_agent_renewals_total", &[("result", "ok")]), 2.0);
     assert_eq!(agent.ready().await.unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_svid_has_expired_renewal_follows_the_ca_back_within_a_second() {
+    let setup = Setup::new();
+    let out = setup.dir().join("api");
+    // The default --retry-max (30 s): backing off that far is right while a valid SVID is published, not
+    // once the workload has none.
+    let agent = AgentProcess::start("api-agent", &setup.pki.ca_dir, API_ID, &out, "3s", &[]).unwrap();
+    agent.wait_publications(1, READY).await.unwrap();
+    let restore = take_ca_down(&setup.pki.ca_dir);
+    let not_after = svid_dir::read_checked(&out).unwrap().leaf.not_after as f64;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(unix_now() > not_after + 1.0, "the SVID should have expired during the outage");
+    assert_eq!(agent.ready().await.unwrap().0, 503);
+
+    restore();
+    let back = Instant::now();
+    let renewed = agent.wait_publications(2, Duration::from_millis(1500)).await;
+    eprintln!("renewed {:?} after the CA came back", back.elapsed());
+    renewed.unwrap();
+    assert_eq!(agent.ready().await.unwrap().0, 200);
+    // While it was down, it kept trying about every second, no faster than the floor.
+    let failures = agent.log_matching(|v| v["message"] == "renewal failed; the published SVID stays in place");
+    let after_expiry: Vec<u64> =
+        failures.iter().filter(|v| v["svid_expires_in_ms"] == 0).map(|v| v["retry_in_ms"].as_u64().unwrap()).collect();
+    assert!(!after_expiry.is_empty(), "{failures:?}");
+    assert!(after_expiry.iter().all(|&ms| (100..=1100).contains(&ms)), "retry delays after expiry: {after_expiry:?}");
 }
 
 async fn sidecar_before_agent(identity_dir_exists: bool) {

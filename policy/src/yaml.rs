@@ -4,7 +4,7 @@
 //! attributes it to.
 
 use serde::de::DeserializeOwned;
-use serde_saphyr::{MessageFormatter, UserMessageFormatter};
+use serde_saphyr::{MessageFormatter, UserMessageFormatter, budget::BudgetBreach};
 
 /// A YAML error: the 1-based (line, column) when known, and one line of text.
 pub type YamlError = (Option<(u64, u64)>, String);
@@ -14,14 +14,18 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| describe(&e))
 }
 
+/// A policy is four levels deep; 32 leaves room for flow style and stops stack-eating nesting.
+const MAX_DEPTH: usize = 32;
+/// Aliases are legitimate (sharing a pattern list) but never numerous in a hand-written policy.
+const MAX_ALIASES: usize = 10_000;
+const MAX_ANCHORS: usize = 10_000;
+
 fn options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
-    // A policy is four levels deep; 32 leaves room for flow style and stops stack-eating nesting.
-    budget.max_depth = 32;
+    budget.max_depth = MAX_DEPTH;
     budget.max_documents = 1;
-    // Aliases are legitimate (sharing a pattern list) but never numerous in a hand-written policy.
-    budget.max_aliases = 10_000;
-    budget.max_anchors = 10_000;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_anchors = MAX_ANCHORS;
 
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
@@ -44,10 +48,38 @@ fn describe(err: &serde_saphyr::Error) -> YamlError {
     while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } = inner {
         inner = error;
     }
-    let message = UserMessageFormatter.format_message(inner);
-    let reason = one_line(&message);
+    let reason = match inner {
+        serde_saphyr::Error::Budget { breach, .. } => budget_reason(breach),
+        other => one_line(&UserMessageFormatter.format_message(other)),
+    };
     let position = err.location().and_then(|l| known(l.line(), l.column()));
     (position, reason)
+}
+
+/// A limit of [`options`] the text exceeded, said plainly (serde-saphyr's own message is the breach's Debug
+/// output, e.g. `Documents { documents: 2 }`).
+fn budget_reason(breach: &BudgetBreach) -> String {
+    match breach {
+        BudgetBreach::Documents { .. } => {
+            "more than one YAML document (a `---` line starts another; this file holds one)".into()
+        }
+        BudgetBreach::Depth { .. } => format!("nesting deeper than {MAX_DEPTH} levels"),
+        BudgetBreach::Aliases { .. } => format!("too many aliases (more than {MAX_ALIASES})"),
+        BudgetBreach::Anchors { .. } => format!("too many anchors (more than {MAX_ANCHORS})"),
+        BudgetBreach::AliasAnchorRatio { aliases, anchors } => {
+            format!("too many aliases for the anchors they refer to ({aliases} aliases of {anchors} anchors)")
+        }
+        BudgetBreach::MergeKeys { .. } => "too many merge keys (`<<`)".into(),
+        BudgetBreach::SequenceUnbalanced => "unbalanced structure (truncated or malformed YAML)".into(),
+        BudgetBreach::Events { .. }
+        | BudgetBreach::Nodes { .. }
+        | BudgetBreach::ScalarBytes { .. }
+        | BudgetBreach::InputBytes { .. }
+        | BudgetBreach::RecordedAnchorEvents { .. }
+        | BudgetBreach::RecordedAnchorBytes { .. } => "YAML document too large".into(),
+        // Limits of features this crate does not use (includes, properties), and any added later.
+        _ => "YAML document too large or too complex".into(),
+    }
 }
 
 /// Collapses whitespace runs (including newlines) to one space and drops other control characters.
@@ -90,6 +122,31 @@ mod tests {
         for text in ["rules: []", "mode: enforce", "~", "--- x"] {
             assert!(!is_blank(text), "{text:?}");
         }
+    }
+
+    fn error(text: &str) -> YamlError {
+        match from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => panic!("{text:?} parsed"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn limit_breaches_read_as_plain_reasons() {
+        let (position, reason) = error("rules: []\n---\nrules: []\n");
+        assert_eq!(position, Some((2, 1)));
+        assert_eq!(reason, "more than one YAML document (a `---` line starts another; this file holds one)");
+
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(error(&deep).1, "nesting deeper than 32 levels");
+
+        let mut aliases = String::from("a: &x 1\nb: [");
+        aliases.push_str(&["*x"; 10_001].join(", "));
+        aliases.push_str("]\n");
+        assert_eq!(error(&aliases).1, "too many aliases (more than 10000)");
+
+        let anchors: Vec<String> = (0..=10_000).map(|i| format!("&a{i} 1")).collect();
+        assert_eq!(error(&format!("[{}]", anchors.join(", "))).1, "too many anchors (more than 10000)");
     }
 
     #[test]

@@ -352,12 +352,49 @@ fn details_describe_the_leaf() {
     let ku = details.key_usage.unwrap();
     assert!(ku.critical);
     assert_eq!(ku.usages, vec!["digitalSignature"]);
-    assert_eq!(details.extended_key_usage.unwrap(), vec!["serverAuth".to_owned(), "clientAuth".to_owned()]);
+    let eku = details.extended_key_usage.unwrap();
+    assert_eq!(eku.purposes, vec!["serverAuth".to_owned(), "clientAuth".to_owned()]);
+    assert!(!eku.critical && eku.has("clientAuth") && !eku.has("codeSigning"));
+    assert_eq!(details.serial, vec![0x8f, 0x01]);
+    assert_eq!(details.san_critical, Some(true), "rcgen marks the SAN critical when the subject is empty");
+    assert!(details.has_basic_constraints);
+    assert!(!details.has_name_constraints);
 
     let ca_details = leaf_details(&ca.der).unwrap();
     assert!(ca_details.is_ca);
-    assert_eq!(ca_details.key_usage.unwrap().usages, vec!["keyCertSign", "cRLSign"]);
+    let ku = ca_details.key_usage.unwrap();
+    assert_eq!(ku.usages, vec!["keyCertSign", "cRLSign"]);
+    assert!(ku.has("keyCertSign") && !ku.has("digitalSignature"));
     assert_eq!(ca_details.extended_key_usage, None);
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&ca.key);
+    assert_eq!(ca_details.spki_der, spki, "the key matches its certificate");
+}
+
+#[test]
+fn details_name_every_key_usage_bit_once_and_see_name_constraints() {
+    let ca = Ca::with(TD, |p| {
+        p.key_usages.push(KeyUsagePurpose::ContentCommitment);
+        p.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("example.org".into())],
+            excluded_subtrees: vec![],
+        });
+    });
+    let details = leaf_details(&ca.der).unwrap();
+    assert_eq!(details.key_usage.unwrap().usages, vec!["contentCommitment", "keyCertSign", "cRLSign"]);
+    assert!(details.has_name_constraints);
+    let plain = leaf_details(&ca.issue(|p| p.is_ca = IsCa::NoCa)).unwrap();
+    assert!(!plain.has_basic_constraints && !plain.is_ca);
+}
+
+#[test]
+fn trailing_bytes_after_the_certificate_are_malformed_everywhere() {
+    let ca = Ca::new(TD);
+    let mut der = ca.issue(|_| {}).to_vec();
+    der.extend_from_slice(b"garbage");
+    let der = CertificateDer::from(der);
+    for err in [leaf_details(&der).unwrap_err(), spiffe_id_of_leaf(&der).unwrap_err()] {
+        assert!(matches!(&err, SvidError::Malformed(m) if m.contains("7 bytes after the certificate")), "{err}");
+    }
 }
 
 /// A forged certificate is untrusted whatever else is wrong with it: its author must not be able to choose

@@ -5,11 +5,11 @@
 
 use x509_parser::{
     certificate::{X509Certificate, X509CertificateParser},
-    extensions::{BasicConstraints, ExtendedKeyUsage, GeneralName, KeyUsage, SubjectAlternativeName},
+    extensions::{BasicConstraints, ExtendedKeyUsage, GeneralName, KeyUsage, NameConstraints, SubjectAlternativeName},
     nom::Parser,
     oid_registry::{
         OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
-        OID_X509_EXT_SUBJECT_ALT_NAME, Oid,
+        OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_ALT_NAME, Oid,
     },
     prelude::FromDer,
 };
@@ -58,10 +58,12 @@ impl<'a> Leaf<'a> {
         Ok(Some(Ext { value, critical: ext.critical }))
     }
 
+    pub fn subject_alt_name(&self) -> Result<Option<Ext<SubjectAlternativeName<'a>>>, SvidError> {
+        self.extension(&OID_X509_EXT_SUBJECT_ALT_NAME, "subjectAltName")
+    }
+
     pub fn subject_alt_names(&self) -> Result<Vec<GeneralName<'a>>, SvidError> {
-        let san: Option<Ext<SubjectAlternativeName<'a>>> =
-            self.extension(&OID_X509_EXT_SUBJECT_ALT_NAME, "subjectAltName")?;
-        Ok(san.map(|ext| ext.value.general_names).unwrap_or_default())
+        Ok(self.subject_alt_name()?.map(|ext| ext.value.general_names).unwrap_or_default())
     }
 
     /// The URI SANs, in certificate order.
@@ -78,9 +80,16 @@ impl<'a> Leaf<'a> {
         spiffe_id_of(&self.uri_sans()?).map_err(SvidError::Rule)
     }
 
+    pub fn basic_constraints(&self) -> Result<Option<Ext<BasicConstraints>>, SvidError> {
+        self.extension(&OID_X509_EXT_BASIC_CONSTRAINTS, "basicConstraints")
+    }
+
     pub fn is_ca(&self) -> Result<bool, SvidError> {
-        let bc: Option<Ext<BasicConstraints>> = self.extension(&OID_X509_EXT_BASIC_CONSTRAINTS, "basicConstraints")?;
-        Ok(bc.is_some_and(|ext| ext.value.ca))
+        Ok(self.basic_constraints()?.is_some_and(|ext| ext.value.ca))
+    }
+
+    pub fn name_constraints(&self) -> Result<Option<Ext<NameConstraints<'a>>>, SvidError> {
+        self.extension(&OID_X509_EXT_NAME_CONSTRAINTS, "nameConstraints")
     }
 
     pub fn key_usage(&self) -> Result<Option<Ext<KeyUsage>>, SvidError> {
