@@ -190,7 +190,11 @@ fn ratio(part: f64, whole: f64) -> f64 {
 }
 
 fn latency(tally: &Tally) -> Option<Latency> {
-    let h = &tally.latency;
+    latency_of(&tally.latency)
+}
+
+/// The summary of a latency histogram recorded in microseconds; `None` when it is empty.
+pub fn latency_of(h: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
     if h.is_empty() {
         return None;
     }
