@@ -17,9 +17,10 @@ use crate::{
     duplex::{self, DuplexError, Ended, Flow, Side},
     log_limit::LogKind,
     metrics::ListenerMetrics,
+    read_ahead::ReadAhead,
     state::Shared,
     tls::timed_handshake,
-    transport::{self, Stream},
+    transport::{self, Stream, TlsTransport},
 };
 
 /// One inbound listener.
@@ -69,7 +70,7 @@ impl Inbound {
             }
             None => {
                 self.revoked(&peer, client);
-                transport::abort(tls.get_ref().0);
+                transport::abort(tls.get_ref().0.get_ref());
                 return;
             }
         };
@@ -84,7 +85,7 @@ impl Inbound {
         if !matches!(ended, Ended::Copied(Ok(_))) {
             // Cut off rather than finished: reset both ends, so neither takes a truncated stream for a
             // complete one.
-            transport::abort(tls.get_ref().0);
+            transport::abort(tls.get_ref().0.get_ref());
             transport::abort(&app);
         }
         match ended {
@@ -110,9 +111,9 @@ impl Inbound {
         warn!(direction = %"inbound", listener = %self.name, peer.addr = %client, peer.id = %peer, reason = %"revoked", generation, "connection closed: the policy no longer allows this caller");
     }
 
-    async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
+    async fn handshake(&self, stream: Stream, client: ClientAddr) -> Option<TlsStream<TlsTransport>> {
         let config = self.shared.identity.current()?.tls.server.clone();
-        let accept = TlsAcceptor::from(config).accept(stream).into_fallible();
+        let accept = TlsAcceptor::from(config).accept(ReadAhead::new(stream)).into_fallible();
         let (failure, socket) =
             match timed_handshake(accept, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
                 Ok(tls) => return Some(tls),
@@ -126,13 +127,13 @@ impl Inbound {
         // queued would be a reset, which can overtake the alert). Within this task, so the listener's
         // connection limit bounds lingering sockets too.
         if let Some(socket) = socket {
-            transport::linger_close(socket).await;
+            transport::linger_close(socket.into_inner()).await;
         }
         None
     }
 
     /// The caller's SPIFFE ID, from the leaf the verifier already accepted.
-    fn caller(&self, tls: &TlsStream<Stream>, client: ClientAddr) -> Option<SpiffeId> {
+    fn caller(&self, tls: &TlsStream<TlsTransport>, client: ClientAddr) -> Option<SpiffeId> {
         let leaf = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first());
         match leaf.map(svid::spiffe_id_of_leaf) {
             Some(Ok(id)) => Some(id),
@@ -185,7 +186,7 @@ fn app_reset_before_answering(e: &DuplexError) -> bool {
 }
 
 /// Ends a TLS connection we refuse: close_notify, then close, without waiting on a peer that stalls.
-async fn close_quietly(mut tls: TlsStream<Stream>) {
+async fn close_quietly(mut tls: TlsStream<TlsTransport>) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
 }
 

@@ -15,6 +15,7 @@ pub mod inbound;
 pub mod log_limit;
 pub mod metrics;
 pub mod outbound;
+pub mod read_ahead;
 pub mod readiness;
 pub mod reload;
 pub mod state;

@@ -15,9 +15,10 @@ use crate::{
     duplex::{self, DuplexError, Ended},
     log_limit::LogKind,
     metrics::{Direction, ListenerMetrics},
+    read_ahead::ReadAhead,
     state::Shared,
     tls::timed_handshake,
-    transport::{self, Stream},
+    transport::{self, Stream, TlsTransport},
 };
 
 /// The TLS server name we pass to rustls. The verifier ignores it (the peer is identified by SPIFFE ID) and
@@ -88,7 +89,7 @@ impl Outbound {
             // Cut off rather than finished: reset both ends, so neither takes a truncated stream for a
             // complete one.
             transport::abort(&local);
-            transport::abort(tls.get_ref().0);
+            transport::abort(tls.get_ref().0.get_ref());
         }
         match (ended, refused) {
             (_, Some(alert)) => {
@@ -107,10 +108,10 @@ impl Outbound {
         }
     }
 
-    async fn handshake(&self, remote: Stream, client: ClientAddr) -> Option<TlsStream<Stream>> {
+    async fn handshake(&self, remote: Stream, client: ClientAddr) -> Option<TlsStream<TlsTransport>> {
         let config = self.shared.identity.current()?.tls.clients.get(self.route)?.clone();
         let name = ServerName::try_from(UNUSED_SERVER_NAME).ok()?;
-        let connect = TlsConnector::from(config).connect(name, remote).into_fallible();
+        let connect = TlsConnector::from(config).connect(name, ReadAhead::new(remote)).into_fallible();
         let (failure, _socket) =
             match timed_handshake(connect, self.shared.config.timeouts.handshake, &self.metrics.handshakes).await {
                 Ok(tls) => return Some(tls),
@@ -124,7 +125,7 @@ impl Outbound {
 }
 
 /// The alert the peer sent, if it refused us: read what is left on the connection, briefly.
-async fn peer_refusal(tls: &mut TlsStream<Stream>) -> Option<rustls::AlertDescription> {
+async fn peer_refusal(tls: &mut TlsStream<TlsTransport>) -> Option<rustls::AlertDescription> {
     let mut byte = [0u8; 1];
     match tokio::time::timeout(REFUSAL_READ, tls.read(&mut byte)).await {
         Ok(Err(e)) => peer_alert(&e),

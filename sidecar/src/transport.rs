@@ -12,6 +12,9 @@ use crate::addr::{Addr, ClientAddr, ConnectAddr, ListenAddr};
 /// A connected byte stream (TCP or Unix).
 pub type Stream = Either<TcpStream, UnixStream>;
 
+/// What TLS runs over: the connection, with a read-ahead buffer while a peer streams.
+pub type TlsTransport = crate::read_ahead::ReadAhead<Stream>;
+
 /// How many not-yet-accepted connections the kernel queues per listener.
 const BACKLOG: u32 = 1024;
 
