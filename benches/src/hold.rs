@@ -13,10 +13,7 @@ use std::{
 };
 
 use serde::Serialize;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    time::timeout,
-};
+use tokio::time::timeout;
 
 use crate::client::{Conn, Dialer, TargetReport};
 
@@ -93,12 +90,8 @@ pub async fn still_open(conns: Vec<Conn>, concurrency: usize, limit: Duration) -
 }
 
 async fn probe(conn: &mut Conn) -> Result<(), String> {
-    let io = |e: std::io::Error| crate::load::reason::ErrorReason::tls(&e).to_string();
-    conn.write_all(PROBE).await.map_err(io)?;
-    conn.flush().await.map_err(io)?;
     let mut reply = [0u8; PROBE.len()];
-    conn.read_exact(&mut reply).await.map_err(io)?;
-    Ok(())
+    crate::rr::exchange(conn, PROBE, &mut reply).await
 }
 
 /// The report, written once the connections are open (`alive_after_hold` still null) and again at the end.

@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod bare_proxy;
 pub mod bulk;
+pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod histogram;

@@ -140,7 +140,7 @@ async fn backoff(plan: Plan) {
 }
 
 /// One request: write the payload, read the same number of bytes back.
-async fn exchange(conn: &mut Conn, payload: &[u8], reply: &mut [u8]) -> Result<(), String> {
+pub(crate) async fn exchange(conn: &mut Conn, payload: &[u8], reply: &mut [u8]) -> Result<(), String> {
     let io = |e: std::io::Error| crate::load::reason::ErrorReason::tls(&e).to_string();
     conn.write_all(payload).await.map_err(io)?;
     conn.flush().await.map_err(io)?;

@@ -40,7 +40,9 @@ impl Inbound {
     /// Serves one accepted connection to its end.
     pub async fn serve(self: Arc<Self>, stream: Stream, client: ClientAddr) {
         let _open = OpenConnection::new(&self.metrics);
-        let Some(tls) = self.handshake(stream, client).await else { return };
+        // Boxed: the handshake's state (rustls' and the timeout's) is large and needed only until it completes;
+        // inline, it would size the task of every open connection for its whole life.
+        let Some(tls) = Box::pin(self.handshake(stream, client)).await else { return };
         let Some(peer) = self.caller(&tls, client) else {
             close_quietly(tls).await;
             return;

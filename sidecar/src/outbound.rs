@@ -66,7 +66,8 @@ impl Outbound {
                 return;
             }
         };
-        let Some(mut tls) = self.handshake(remote, client).await else { return };
+        // Boxed, as inbound: the handshake's large state must not size the task for the connection's life.
+        let Some(mut tls) = Box::pin(self.handshake(remote, client)).await else { return };
         let m = &self.metrics;
         let ended = tokio::select! {
             biased;

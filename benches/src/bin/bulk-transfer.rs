@@ -48,13 +48,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("bulk-transfer: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("bulk-transfer", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -26,14 +26,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("compare-report: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("compare-report", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), String> {

@@ -20,13 +20,7 @@ use benches::{
 use clap::Parser;
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("handshake-load: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("handshake-load", run(Args::parse()))
 }
 
 /// Exit 0 once the run completed, whatever it counted (errors are results, in the report); 1 when it could

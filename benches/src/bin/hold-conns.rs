@@ -45,13 +45,7 @@ struct Args {
 const PER_CONNECTION: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("hold-conns: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("hold-conns", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -36,13 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("latency-plot: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("latency-plot", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {

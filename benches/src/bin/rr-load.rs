@@ -44,13 +44,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("rr-load: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::cli::exit_status("rr-load", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {
