@@ -98,14 +98,14 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_spec_names() {
     for forbidden in [WEB_ID, "127.0.0.1"] {
         assert!(!text.contains(forbidden), "/metrics exposes {forbidden}");
     }
-    // The SPEC §7 handshake buckets, and two more where handshakes are (0.75 ms, 1.5 ms).
+    // The SPEC §7 handshake buckets, and four more where handshakes are (0.3, 0.4, 0.75, 1.5 ms).
     let bounds: Vec<f64> = m
         .buckets("sidecar_tls_handshake_duration_seconds", &[("direction", "inbound"), ("result", "ok")])
         .iter()
         .map(|b| b.0)
         .collect();
     let spec = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-    let extra = [0.00075, 0.0015];
+    let extra = [0.0003, 0.0004, 0.00075, 0.0015];
     let mut expected: Vec<f64> = spec.iter().chain(&extra).copied().collect();
     expected.sort_by(f64::total_cmp);
     let finite: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();

@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime, pem::PemObject};
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::extensions::GeneralName;
 
-pub use self::details::{ExtendedKeyUsageDetails, KeyUsageDetails, LeafDetails, leaf_details};
+pub use self::details::{ExtendedKeyUsageDetails, KeyUsageDetails, LeafDetails, chain_validity, leaf_details};
 use self::leaf::Leaf;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 

@@ -78,6 +78,24 @@ impl ExtendedKeyUsageDetails {
     }
 }
 
+/// The time window in which every certificate of a presented chain (the leaf and its intermediates; trust
+/// anchors carry no validity for webpki) is inside its own validity: `[max notBefore, min notAfter]`, unix
+/// seconds. A chain that verified once stays verifiable exactly inside this window, which is what lets a
+/// cache of verified chains ([`super::TrustBundle::verify`] results) answer without redoing the signatures.
+pub fn chain_validity(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(i64, i64), SvidError> {
+    let mut window = (i64::MIN, i64::MAX);
+    for cert in std::iter::once(leaf).chain(intermediates) {
+        let parsed = Leaf::parse(cert.as_ref())?;
+        let validity = parsed.cert.validity();
+        window.0 = window.0.max(validity.not_before.timestamp());
+        window.1 = window.1.min(validity.not_after.timestamp());
+    }
+    Ok(window)
+}
+
 /// Reads what `cert` says (any certificate, not only a valid SVID). Fails only when it is malformed.
 pub fn leaf_details(cert: &CertificateDer<'_>) -> Result<LeafDetails, SvidError> {
     let leaf = Leaf::parse(cert.as_ref())?;

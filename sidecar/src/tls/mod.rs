@@ -6,6 +6,7 @@
 //! would skip the certificate check, letting a revoked or expired peer back in).
 
 pub mod reason;
+pub mod verified;
 pub mod verify;
 
 use std::sync::Arc;
