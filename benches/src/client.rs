@@ -220,6 +220,33 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()
 }
 
+/// The runtime and CPU-accounting options of the client tools that measure a server (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Runtime worker threads [default: the CPUs this process may run on].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Also report these processes' CPU time (repeat for several).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Vec<u32>,
+}
+
+impl RunArgs {
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(default_threads)
+    }
+
+    /// A runtime with [`Self::threads`] workers.
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime, String> {
+        runtime(self.threads()).map_err(|e| format!("starting the runtime: {e}"))
+    }
+
+    /// Starts counting the `--server-pid` processes' CPU.
+    pub fn cpu_window(&self) -> Result<CpuWindow, String> {
+        CpuWindow::start(&self.server_pid).map_err(|e| e.to_string())
+    }
+}
+
 /// The default worker count: the CPUs this process may run on (so `taskset -c 0` gives one).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

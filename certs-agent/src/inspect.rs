@@ -417,7 +417,10 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ca::Ca, issuer::Issuer};
+    use crate::{
+        ca::Ca,
+        issuer::{IssuedSvid, Issuer},
+    };
     use policy::TrustDomain;
     use rcgen::{CertificateParams, CustomExtension, ExtendedKeyUsagePurpose, KeyPair, SanType, string::Ia5String};
     use std::time::Duration;
@@ -438,30 +441,35 @@ mod tests {
         SanType::URI(Ia5String::try_from(s).unwrap())
     }
 
+    /// A fresh CA in `ca_dir`, its issuer, and an SVID for `spiffe://example.org/w` valid for an hour.
+    fn issued(ca_dir: &Path) -> (Issuer, IssuedSvid, OffsetDateTime) {
+        let td = TrustDomain::parse("example.org").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let issuer = Issuer::new(Ca::init(ca_dir, &td, Duration::from_secs(7200), now).unwrap());
+        let svid = issuer.issue(&w(), Duration::from_secs(3600), now).unwrap();
+        (issuer, svid, now)
+    }
+
+    fn w() -> SpiffeId {
+        SpiffeId::parse("spiffe://example.org/w").unwrap()
+    }
+
     #[test]
     fn a_good_svid_is_valid() {
         let tmp = tempfile::tempdir().unwrap();
-        let td = TrustDomain::parse("example.org").unwrap();
-        let now = OffsetDateTime::now_utc();
-        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
-        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
-        let svid = issuer.issue(&id, Duration::from_secs(3600), now).unwrap();
+        let (issuer, svid, now) = issued(tmp.path());
         let cert = tmp.path().join("svid.pem");
         std::fs::write(&cert, &svid.chain_pem).unwrap();
         let report = inspect(&cert, Some(&issuer.ca().dir().bundle()), now).unwrap();
         assert!(report.is_valid(), "{report}");
         assert!(matches!(report.chain, ChainCheck::Verified { roots: 1, .. }));
-        assert_eq!(report.spiffe_id.unwrap(), id);
+        assert_eq!(report.spiffe_id.unwrap(), w());
     }
 
     #[test]
     fn without_a_bundle_the_verdict_says_the_chain_was_not_verified() {
         let tmp = tempfile::tempdir().unwrap();
-        let td = TrustDomain::parse("example.org").unwrap();
-        let now = OffsetDateTime::now_utc();
-        let issuer = Issuer::new(Ca::init(&tmp.path().join("ca"), &td, Duration::from_secs(7200), now).unwrap());
-        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
-        let svid = issuer.issue(&id, Duration::from_secs(3600), now).unwrap();
+        let (issuer, svid, now) = issued(&tmp.path().join("ca"));
         let cert = tmp.path().join("leaf.pem");
         std::fs::write(&cert, &svid.chain_pem).unwrap();
         let report = inspect(&cert, None, now).unwrap();
@@ -484,11 +492,7 @@ mod tests {
     #[test]
     fn a_certificate_with_trailing_bytes_is_malformed() {
         let tmp = tempfile::tempdir().unwrap();
-        let td = TrustDomain::parse("example.org").unwrap();
-        let now = OffsetDateTime::now_utc();
-        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
-        let svid =
-            issuer.issue(&SpiffeId::parse("spiffe://example.org/w").unwrap(), Duration::from_secs(60), now).unwrap();
+        let (issuer, svid, now) = issued(tmp.path());
         let mut der = svid.leaf_der.to_vec();
         der.extend_from_slice(&[0, 0]);
         let cert = tmp.path().join("svid.pem");
@@ -638,18 +642,14 @@ mod tests {
     #[test]
     fn a_spiffe_bundle_can_stand_for_the_pem_bundle() {
         let tmp = tempfile::tempdir().unwrap();
-        let td = TrustDomain::parse("example.org").unwrap();
-        let now = OffsetDateTime::now_utc();
-        let issuer = Issuer::new(Ca::init(tmp.path(), &td, Duration::from_secs(7200), now).unwrap());
-        let svid =
-            issuer.issue(&SpiffeId::parse("spiffe://example.org/w").unwrap(), Duration::from_secs(60), now).unwrap();
+        let (issuer, svid, now) = issued(tmp.path());
         let cert = tmp.path().join("svid.pem");
         std::fs::write(&cert, &svid.chain_pem).unwrap();
         let report = inspect(&cert, Some(&issuer.ca().dir().spiffe_bundle()), now).unwrap();
         assert!(report.is_valid(), "{report}");
         assert!(matches!(report.chain, ChainCheck::Verified { roots: 1, .. }));
         let other = tempfile::tempdir().unwrap();
-        Ca::init(other.path(), &td, Duration::from_secs(7200), now).unwrap();
+        Ca::init(other.path(), &TrustDomain::parse("example.org").unwrap(), Duration::from_secs(7200), now).unwrap();
         let report = inspect(&cert, Some(&other.path().join(crate::ca::SPIFFE_BUNDLE_FILE)), now).unwrap();
         let (field, text) = only_violation(&report);
         assert_eq!(field, "chain");

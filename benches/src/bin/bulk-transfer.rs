@@ -6,7 +6,7 @@ use std::{io::Write, process::ExitCode, sync::Arc};
 
 use benches::{
     bulk::{self, Direction, Report},
-    client::{self, CpuWindow, Dialer, TargetArgs},
+    client::{Dialer, RunArgs, TargetArgs},
 };
 use clap::Parser;
 
@@ -23,12 +23,8 @@ struct Args {
     /// down: backend to client (the server under test encrypts); up: client to backend (it decrypts).
     #[arg(long, value_enum, default_value_t = Direction::Down)]
     direction: Direction,
-    /// Runtime worker threads [default: the CPUs this process may run on].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Also report these processes' CPU time (repeat for several).
-    #[arg(long, value_name = "PID")]
-    server_pid: Vec<u32>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Print one JSON object (schema bulk-transfer/1) instead of text.
     #[arg(long)]
     json: bool,
@@ -53,14 +49,13 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let dialer = Arc::new(Dialer::from_args(&args.target).map_err(|e| e.to_string())?);
-    let threads = args.threads.unwrap_or_else(client::default_threads);
-    let runtime = client::runtime(threads).map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = args.run.runtime()?;
     let (report, _) = runtime.block_on(async {
         let mut conn = dialer.dial().await.map_err(|reason| format!("connecting: {reason}"))?;
-        let window = CpuWindow::start(&args.server_pid).map_err(|e| e.to_string())?;
+        let window = args.run.cpu_window()?;
         bulk::transfer(&mut conn, args.direction, args.bytes).await.map_err(|e| format!("transfer: {e}"))?;
         let spent = window.finish().map_err(|e| e.to_string())?;
-        let report = Report::new(dialer.describe.clone(), args.direction, args.bytes, &spent, &args.server_pid);
+        let report = Report::new(dialer.describe.clone(), args.direction, args.bytes, &spent, &args.run.server_pid);
         Ok::<_, String>((report, conn))
     })?;
     let mut out = std::io::stdout().lock();

@@ -5,7 +5,7 @@
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
 use benches::{
-    client::{self, CpuWindow, Dialer, TargetArgs},
+    client::{Dialer, RunArgs, TargetArgs},
     rr::{self, Plan, Report},
 };
 use clap::Parser;
@@ -32,12 +32,8 @@ struct Args {
     /// Time limit per request.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     request_timeout: Duration,
-    /// Runtime worker threads [default: the CPUs this process may run on].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Also report these processes' CPU time (repeat for several).
-    #[arg(long, value_name = "PID")]
-    server_pid: Vec<u32>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Print one JSON object (schema rr-load/1) instead of text.
     #[arg(long)]
     json: bool,
@@ -56,12 +52,11 @@ fn run(args: Args) -> Result<(), String> {
         duration: args.duration,
         request_timeout: args.request_timeout,
     };
-    let threads = args.threads.unwrap_or_else(client::default_threads);
-    let runtime = client::runtime(threads).map_err(|e| format!("starting the runtime: {e}"))?;
-    let window = CpuWindow::start(&args.server_pid).map_err(|e| e.to_string())?;
+    let runtime = args.run.runtime()?;
+    let window = args.run.cpu_window()?;
     let (tally, _) = runtime.block_on(rr::run(dialer.clone(), plan));
     let spent = window.finish().map_err(|e| e.to_string())?;
-    let report = Report::new(dialer.describe.clone(), plan, threads, &tally, &spent, &args.server_pid);
+    let report = Report::new(dialer.describe.clone(), plan, args.run.threads(), &tally, &spent, &args.run.server_pid);
     print(&report, args.json)
 }
 
