@@ -104,6 +104,7 @@ async fn kubernetes_secret_updates_are_served_within_a_second_each() {
         loop {
             let served = tls_client::served_serial(api.addr("api"), client.clone()).await.unwrap();
             if served == want {
+                eprintln!("secret update {round}: new serial served {:?} after the swap", started.elapsed());
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(1), "round {round}: still serving {served} after 1 s");
@@ -322,6 +323,7 @@ async fn revoking_a_caller_closes_its_open_connection_within_a_second() {
     let (_, cut_at) = tokio::time::timeout(Duration::from_secs(3), batch_stream.task).await.unwrap().unwrap();
     let cut = cut_at.unwrap().duration_since(landed);
     assert!(cut < Duration::from_secs(1), "revoked caller's connection closed after {cut:?}");
+    eprintln!("revocation: the caller's open connection closed {cut:?} after the policy landed");
 
     assert!(!admitted(&api, batch.clone()).await, "the revoked caller can connect again");
     let m = metrics(&api).await;
