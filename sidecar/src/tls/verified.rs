@@ -73,12 +73,9 @@ impl VerifiedChains {
     }
 
     /// How many chains are remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_leaf.read().map(|map| map.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

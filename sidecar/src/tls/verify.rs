@@ -278,7 +278,7 @@ mod tests {
     fn a_remembered_chain_is_accepted_only_inside_its_validity() {
         let Pki { bundle, leaf } = pki("spiffe://example.org/ns/web/sa/web");
         let verifier = SvidClientVerifier::new(bundle, algs());
-        assert!(verifier.verified.is_empty());
+        assert_eq!(verifier.verified.len(), 0);
         verifier.verify_client_cert(&leaf, &[], year(2026)).unwrap();
         assert_eq!(verifier.verified.len(), 1, "the verified chain is remembered");
         verifier.verify_client_cert(&leaf, &[], year(2027)).unwrap();
@@ -297,7 +297,7 @@ mod tests {
         let other = pki("spiffe://example.org/ns/web/sa/web").bundle;
         let rebuilt = SvidClientVerifier::new(other, algs());
         let untrusted = reason(rebuilt.verify_client_cert(&leaf, &[], year(2026)).unwrap_err());
-        assert!(rebuilt.verified.is_empty(), "{untrusted}");
+        assert_eq!(rebuilt.verified.len(), 0, "{untrusted}");
     }
 
     #[test]
@@ -310,7 +310,7 @@ mod tests {
             let refused = reason(verifier.verify_server_cert(&leaf, &[], &name, &[], year(2026)).unwrap_err());
             assert!(refused.contains("requires"), "{refused}");
         }
-        assert!(verifier.verified.is_empty());
+        assert_eq!(verifier.verified.len(), 0);
         let right = SpiffeId::parse("spiffe://example.org/ns/api/sa/api").unwrap();
         let verifier = SvidServerVerifier::new(bundle, right, algs());
         verifier.verify_server_cert(&leaf, &[], &name, &[], year(2026)).unwrap();
